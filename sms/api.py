@@ -1,0 +1,142 @@
+"""HTTP: routing, the size limit, authentication, JSON in and out, errors as {"message"}."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Any, Protocol
+
+import flask
+
+from sms import credentials, errors
+from sms.config import settings
+from sms.domain import Tenant
+from sms.errors import ApiError
+from sms.service import OutboundSms, Store
+
+logger = logging.getLogger(__name__)
+
+SMS_PATH = "/apps/api/v1/sms"
+MAX_BODY_BYTES = 64 * 1024
+# Tenant subdomains: a DNS label. Anything else cannot name a tenant document.
+_SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+# A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class AuthStore(Store, Protocol):
+    def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> flask.Response:
+    """A JSON answer; keys keep the order they were built in."""
+    response = flask.Response(
+        json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(error: ApiError) -> flask.Response:
+    return json_response(error.status, {"message": error.message}, error.headers())
+
+
+def _read_body(request: flask.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge()
+    data = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge()
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    """The body as JSON whatever its Content-Type; anything that is not JSON is rule 1."""
+    try:
+        body = json.loads(data, parse_constant=_reject_constant)
+        if _SURROGATE_ESCAPE.search(data):
+            # A lone surrogate cannot be stored or sent: such a text is not valid Unicode.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
+        raise errors.BadRequest(errors.BODY_NOT_OBJECT) from exc
+    return body
+
+
+def _credentials(request: flask.Request) -> tuple[str, str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise errors.Unauthorized()
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise errors.Unauthorized() from exc
+    username, colon, password = decoded.partition(":")
+    if not colon or not password or not _SUBDOMAIN.fullmatch(username):
+        raise errors.Unauthorized()
+    return username, password
+
+
+class Api:
+    """The function's HTTP surface, handed the store it works on."""
+
+    def __init__(self, store: AuthStore, deadline_seconds: float) -> None:
+        self._store = store
+        self._sms = OutboundSms(store, deadline_seconds=deadline_seconds)
+
+    def handle(self, request: flask.Request) -> flask.Response:
+        try:
+            return self._route(request)
+        except ApiError as error:
+            return error_response(error)
+        except errors.BackendUnavailable:
+            logger.warning("backend unavailable", exc_info=True)
+            return error_response(errors.ServiceUnavailable())
+        except Exception:
+            logger.exception("unexpected error")
+            return json_response(500, {"message": "Internal Server Error"})
+
+    def _route(self, request: flask.Request) -> flask.Response:
+        path = request.path.rstrip("/") if request.path != "/" else request.path
+        if path != SMS_PATH:
+            raise errors.NotFound()
+        if request.method != "POST":
+            raise errors.MethodNotAllowed(("POST",))
+        data = _read_body(request)
+        tenant = self._authenticate(request)
+        return json_response(200, self._sms.send(tenant, parse_json(data)))
+
+    def _authenticate(self, request: flask.Request) -> Tenant:
+        username, password = _credentials(request)
+        tenant = self._store.authenticate(username, credentials.hash_token(password))
+        if tenant is None:
+            raise errors.Unauthorized()
+        return tenant
+
+
+_api: Api | None = None
+
+
+def default_api() -> Api:
+    """The process's API on Firestore, built on the first request."""
+    global _api
+    if _api is None:
+        from sms.repository import default_store
+
+        config = settings()
+        _api = Api(default_store(config), config.request_deadline_seconds)
+    return _api
+
+
+def handle(request: flask.Request) -> flask.Response:
+    """Answer one request of the Cloud Function."""
+    return default_api().handle(request)

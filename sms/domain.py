@@ -1,0 +1,161 @@
+"""The objects the service reasons about, free of HTTP and of Firestore."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+CHAT_TYPE = "Messaging (SMS)"
+DEFAULT_LANG = "en"
+DEFAULT_SESSION_TIMEOUT_SECONDS = 86400
+DEFAULT_ALLOWED_REGIONS: tuple[str, ...] = ("US",)
+
+# A version is whatever the store uses to detect concurrent change (Firestore: update_time).
+Version = Any
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One customer company, as configured in tenants/{subdomain} (SPEC section 7)."""
+
+    id: str
+    sms_enabled: bool = False
+    outbound_sms_enabled: bool = False
+    lang: str = DEFAULT_LANG
+    session_timeout_seconds: int = DEFAULT_SESSION_TIMEOUT_SECONDS
+    allowed_regions: tuple[str, ...] = DEFAULT_ALLOWED_REGIONS
+    ticket_url_template: str | None = None
+
+    def ticket_url(self, ticket_id: str | None) -> str | None:
+        """The CRM link for a ticket, where the tenant configured a template."""
+        if ticket_id is None or not self.ticket_url_template:
+            return None
+        return self.ticket_url_template.replace("{ticket_id}", quote(ticket_id, safe=""))
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    agent_number: int | None = None
+    email: str | None = None
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True)
+class EndUser:
+    """The consumer behind one phone number of one tenant."""
+
+    id: int
+    phone_number: str
+    identifier: str | None = None
+    out_contact_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: int
+    type: str  # "end_user" or "agent"
+    connected_at: dt.datetime
+    user_id: int | None = None
+    end_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A session: what the chat document of SPEC section 5 is rendered from."""
+
+    id: int
+    lang: str
+    status: str
+    created_at: dt.datetime
+    end_user: EndUser
+    outbound_number: str
+    participants: tuple[Participant, ...]
+    agent: Agent | None = None
+    assigned_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    chat_duration: int = 0
+    out_ticket_id: str | None = None
+    out_ticket_url: str | None = None
+    chat_subtype: str | None = None
+    fail_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    """The consumer's mark: which session is active for a phone number, and since when idle."""
+
+    chat_id: int
+    outbound_number: str
+    agent_ids: tuple[int, ...]
+    created_at: dt.datetime
+    last_activity_at: dt.datetime
+    version: Version = None
+
+    def expires_at(self, timeout_seconds: int) -> dt.datetime:
+        return self.last_activity_at + dt.timedelta(seconds=timeout_seconds)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outbound SMS, stored with its session."""
+
+    chat_id: int
+    text: str
+    from_number: str
+    to_number: str
+    created_at: dt.datetime
+    status: str = "queued"
+    agent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """What the store knows about one phone number of one tenant, read without locking."""
+
+    session: ActiveSession | None = None
+    end_user: EndUser | None = None
+    chat: Chat | None = None  # the chat the session points to, when there is one
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What validating one request needs from the store, read in one round."""
+
+    outbound_number_enabled: bool
+    agent_by_id: Agent | None
+    agent_by_email: Agent | None
+    consumer: ConsumerState
+
+
+@dataclass(frozen=True)
+class Finish:
+    """End a session whose idle time ran out."""
+
+    chat_id: int
+    ends_at: dt.datetime
+    chat_duration: int
+
+
+@dataclass
+class Plan:
+    """Everything one request writes, committed atomically or not at all.
+
+    ``session`` replaces the consumer's mark: created when ``session_version`` is None (must
+    not exist), otherwise updated only if the stored mark is still at that version.
+    """
+
+    tenant_id: str
+    consumer: str
+    message: Message
+    session: ActiveSession
+    session_version: Version = None
+    new_chat: Chat | None = None
+    new_end_user: EndUser | None = None
+    finish: Finish | None = None
+    answer: Chat | None = field(default=None, repr=False)

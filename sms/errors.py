@@ -1,0 +1,132 @@
+"""Every failure the API can answer with, and the order in which validation reports them.
+
+The tree::
+
+    ApiError                      status + message, rendered as {"message": ...}
+    ├── BadRequest            400 a rule of SPEC section 4 failed (or another 400)
+    ├── Unauthorized          401 credentials missing or wrong (one answer for every cause)
+    ├── NotFound              404
+    ├── MethodNotAllowed      405 carries the allowed methods
+    ├── PayloadTooLarge       413
+    └── ServiceUnavailable    503 the backend could not be reached in time; carries Retry-After
+
+    Conflict                  not an answer: a precondition lost a race, the caller re-decides
+"""
+
+from __future__ import annotations
+
+# The texts of SPEC section 4, in order of precedence: when several rules fail, the one
+# listed first answers. The position in this tuple *is* the precedence.
+BODY_NOT_OBJECT = "request body must be a JSON object"
+CHAT_TYPE_REQUIRED = "chat_type needs to be provided"
+CHAT_TYPE_INVALID = "valid chat type needs to be provided"
+SMS_DISABLED = "SMS is not enabled"
+OUTBOUND_SMS_DISABLED = "Outbound SMS is not enabled"
+END_USER_NUMBER_REQUIRED = "end_user_number is required"
+END_USER_NUMBER_INVALID = "end_user_number is invalid"
+NUMBER_FOREIGN = "Non-US phone number not allowed"
+OUTBOUND_NUMBER_REQUIRED = "outbound_number is required"
+OUTBOUND_NUMBER_INVALID = "outbound_number is invalid"
+OUTBOUND_NUMBER_NOT_FOUND = "outbound_number is not found"
+MESSAGE_REQUIRED = "message is required"
+MESSAGE_TOO_LONG = "message is too long"
+TICKET_ID_INVALID = "ticket_id is invalid"
+AGENT_INVALID = "agent is invalid"
+AGENT_NOT_FOUND = "agent is not found"
+ACTIVE_SESSION = "Outbound SMS failed. Consumer is already in an active SMS session."
+
+PRECEDENCE: tuple[str, ...] = (
+    BODY_NOT_OBJECT,
+    CHAT_TYPE_REQUIRED,
+    CHAT_TYPE_INVALID,
+    SMS_DISABLED,
+    OUTBOUND_SMS_DISABLED,
+    END_USER_NUMBER_REQUIRED,
+    END_USER_NUMBER_INVALID,
+    NUMBER_FOREIGN,
+    OUTBOUND_NUMBER_REQUIRED,
+    OUTBOUND_NUMBER_INVALID,
+    OUTBOUND_NUMBER_NOT_FOUND,
+    MESSAGE_REQUIRED,
+    MESSAGE_TOO_LONG,
+    TICKET_ID_INVALID,
+    AGENT_INVALID,
+    AGENT_NOT_FOUND,
+    ACTIVE_SESSION,
+)
+_RANK = {text: rank for rank, text in enumerate(PRECEDENCE)}
+
+
+def rank(text: str) -> int:
+    """Position of a validation text in the precedence order (lower answers first)."""
+    return _RANK[text]
+
+
+class ApiError(Exception):
+    """An answer other than success: an HTTP status and the text of {"message": ...}."""
+
+    status = 500
+    message = "Internal Server Error"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this answer requires."""
+        return {}
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+    message = "Unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="sms"'}
+
+
+class NotFound(ApiError):
+    status = 404
+    message = "Not Found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    message = "Method Not Allowed"
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    message = "request body is too large"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    message = "Service temporarily unavailable, please retry"
+
+    def __init__(self, retry_after_seconds: int = 1) -> None:
+        super().__init__()
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class Conflict(Exception):
+    """A write precondition failed because a concurrent request got there first."""
+
+
+class BackendUnavailable(Exception):
+    """Firestore could not be reached or kept aborting; the request may be retried later."""

@@ -1,0 +1,64 @@
+"""Judging a phone number field: missing, invalid, foreign, or good (and then its E.164)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+
+DEFAULT_REGION = "US"
+
+
+class Verdict(enum.Enum):
+    MISSING = "missing"
+    INVALID = "invalid"
+    FOREIGN = "foreign"
+    OK = "ok"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    e164: str | None = None
+
+
+def region_of(number: phonenumbers.PhoneNumber) -> str | None:
+    """The number's region, or the main region of its country code when it has none."""
+    return phonenumbers.region_code_for_number(
+        number
+    ) or phonenumbers.region_code_for_country_code(number.country_code)
+
+
+def judge(value: Any, allowed_regions: Collection[str]) -> Judgement:
+    """Judge one phone number field as SPEC section 4 describes.
+
+    An invalid +1 number is invalid whatever the tenant allows (its region is taken as US),
+    so that "12345" reads as a typo rather than as a foreign number.
+    """
+    if value is None or value == "":
+        return Judgement(Verdict.MISSING)
+    if not isinstance(value, str):
+        return Judgement(Verdict.INVALID)
+    try:
+        number = phonenumbers.parse(value, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return Judgement(Verdict.INVALID)
+    valid = phonenumbers.is_valid_number(number) and not number.extension
+    if not valid and number.country_code == 1:
+        return Judgement(Verdict.INVALID)
+    if region_of(number) not in allowed_regions:
+        return Judgement(Verdict.FOREIGN)
+    if not valid:
+        return Judgement(Verdict.INVALID)
+    return Judgement(Verdict.OK, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalise(value: str, allowed_regions: Collection[str] = (DEFAULT_REGION,)) -> str:
+    """E.164 form of a number that must be good; raises ValueError naming the verdict."""
+    judgement = judge(value, allowed_regions)
+    if judgement.e164 is None:
+        raise ValueError(f"{value!r} is {judgement.verdict.value}")
+    return judgement.e164

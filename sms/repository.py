@@ -1,0 +1,432 @@
+"""Firestore: the only module that talks to it. Documents in, domain objects out.
+
+Layout (tenants/{t} and the first four subcollections are the operators' contract, SPEC
+section 7; the rest is internal)::
+
+    tenants/{t}                                   Tenant
+    tenants/{t}/outbound_numbers/{E.164}          numbers that may send
+    tenants/{t}/agents/{id}                       Agent
+    tenants/{t}/api_credentials/{id}              token_sha256, enabled
+    tenants/{t}/active_sessions/{E.164}           the consumer's mark (ActiveSession)
+    tenants/{t}/end_users/{E.164}                 EndUser
+    tenants/{t}/chats/{id}                        Chat
+    tenants/{t}/chats/{id}/messages/{auto id}     Message
+    tenants/{t}/counters/{kind}                   next_id: the first id not yet reserved
+
+Concurrent requests never read-then-write a shared document inside a transaction: the
+consumer's mark and a new end user are read without locks, then written with preconditions
+(create = must not exist; update = must still be at the version read). A request that lost
+the race gets ``Conflict`` and decides again; it never waits on a lock.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from sms import errors
+from sms.config import Settings
+from sms.domain import (
+    DEFAULT_ALLOWED_REGIONS,
+    DEFAULT_LANG,
+    DEFAULT_SESSION_TIMEOUT_SECONDS,
+    ActiveSession,
+    Agent,
+    Chat,
+    ConsumerState,
+    EndUser,
+    Lookup,
+    Message,
+    Participant,
+    Plan,
+    Tenant,
+)
+from sms.ids import IdBlocks
+
+# Precondition failures: another request wrote the document first.
+_LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound)
+
+
+def _unavailable(exc: Exception) -> errors.BackendUnavailable:
+    return errors.BackendUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+# ---- documents -> domain ---------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def tenant_from(tenant_id: str, data: dict[str, Any]) -> Tenant:
+    """A tenant document read leniently: a field of the wrong type falls back to its default."""
+    timeout = _int(data.get("session_timeout_seconds"))
+    regions = data.get("allowed_regions")
+    if isinstance(regions, list) and all(isinstance(r, str) for r in regions):
+        allowed = tuple(r.upper() for r in regions)
+    else:
+        allowed = DEFAULT_ALLOWED_REGIONS
+    return Tenant(
+        id=tenant_id,
+        sms_enabled=data.get("sms_enabled") is True,
+        outbound_sms_enabled=data.get("outbound_sms_enabled") is True,
+        lang=_str(data.get("lang")) or DEFAULT_LANG,
+        session_timeout_seconds=timeout if timeout and timeout > 0 else DEFAULT_SESSION_TIMEOUT_SECONDS,
+        allowed_regions=allowed,
+        ticket_url_template=_str(data.get("ticket_url_template")),
+    )
+
+
+def agent_from(agent_id: int, data: dict[str, Any]) -> Agent:
+    return Agent(
+        id=agent_id,
+        agent_number=_int(data.get("agent_number")),
+        email=_str(data.get("email")),
+        name=_str(data.get("name")),
+        first_name=_str(data.get("first_name")),
+        last_name=_str(data.get("last_name")),
+        avatar_url=_str(data.get("avatar_url")),
+    )
+
+
+def _agent_from_snapshot(snap: Any) -> Agent | None:
+    if not snap.exists or not snap.id.isdigit():
+        return None
+    return agent_from(int(snap.id), snap.to_dict() or {})
+
+
+def end_user_from(data: dict[str, Any]) -> EndUser:
+    return EndUser(
+        id=data["id"],
+        phone_number=data["phone_number"],
+        identifier=_str(data.get("identifier")),
+        out_contact_id=_str(data.get("out_contact_id")),
+    )
+
+
+def _end_user_doc(end_user: EndUser) -> dict[str, Any]:
+    return {
+        "id": end_user.id,
+        "phone_number": end_user.phone_number,
+        "identifier": end_user.identifier,
+        "out_contact_id": end_user.out_contact_id,
+    }
+
+
+def _agent_doc(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "agent_number": agent.agent_number,
+        "email": agent.email,
+        "name": agent.name,
+        "first_name": agent.first_name,
+        "last_name": agent.last_name,
+        "avatar_url": agent.avatar_url,
+    }
+
+
+def _chat_doc(chat: Chat) -> dict[str, Any]:
+    return {
+        "id": chat.id,
+        "lang": chat.lang,
+        "chat_type": "Messaging (SMS)",
+        "chat_subtype": chat.chat_subtype,
+        "status": chat.status,
+        "created_at": chat.created_at,
+        "assigned_at": chat.assigned_at,
+        "ends_at": chat.ends_at,
+        "chat_duration": chat.chat_duration,
+        "out_ticket_id": chat.out_ticket_id,
+        "out_ticket_url": chat.out_ticket_url,
+        "fail_reason": chat.fail_reason,
+        "outbound_number": chat.outbound_number,
+        "end_user_number": chat.end_user.phone_number,
+        "end_user": _end_user_doc(chat.end_user),
+        "agent": _agent_doc(chat.agent) if chat.agent else None,
+        "participants": [
+            {
+                "id": p.id,
+                "type": p.type,
+                "user_id": p.user_id,
+                "end_user_id": p.end_user_id,
+                "connected_at": p.connected_at,
+            }
+            for p in chat.participants
+        ],
+    }
+
+
+def chat_from(data: dict[str, Any]) -> Chat:
+    agent = data.get("agent")
+    return Chat(
+        id=data["id"],
+        lang=data["lang"],
+        status=data["status"],
+        created_at=data["created_at"],
+        end_user=end_user_from(data["end_user"]),
+        outbound_number=data["outbound_number"],
+        participants=tuple(
+            Participant(
+                id=p["id"],
+                type=p["type"],
+                connected_at=p["connected_at"],
+                user_id=p.get("user_id"),
+                end_user_id=p.get("end_user_id"),
+            )
+            for p in data["participants"]
+        ),
+        agent=agent_from(agent["id"], agent) if agent else None,
+        assigned_at=data.get("assigned_at"),
+        ends_at=data.get("ends_at"),
+        chat_duration=data.get("chat_duration") or 0,
+        out_ticket_id=data.get("out_ticket_id"),
+        out_ticket_url=data.get("out_ticket_url"),
+        chat_subtype=data.get("chat_subtype"),
+        fail_reason=data.get("fail_reason"),
+    )
+
+
+def _session_doc(session: ActiveSession) -> dict[str, Any]:
+    return {
+        "chat_id": session.chat_id,
+        "outbound_number": session.outbound_number,
+        "agent_ids": list(session.agent_ids),
+        "created_at": session.created_at,
+        "last_activity_at": session.last_activity_at,
+    }
+
+
+def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
+    return ActiveSession(
+        chat_id=data["chat_id"],
+        outbound_number=data["outbound_number"],
+        agent_ids=tuple(data.get("agent_ids") or ()),
+        created_at=data["created_at"],
+        last_activity_at=data["last_activity_at"],
+        version=version,
+    )
+
+
+def _message_doc(message: Message) -> dict[str, Any]:
+    return {
+        "chat_id": message.chat_id,
+        "direction": "outbound",
+        "text": message.text,
+        "from": message.from_number,
+        "to": message.to_number,
+        "status": message.status,
+        "status_history": [{"status": message.status, "at": message.created_at}],
+        "agent_id": message.agent_id,
+        "created_at": message.created_at,
+    }
+
+
+# ---- the store ------------------------------------------------------------------------
+
+
+class FirestoreStore:
+    """The service's store, on one Firestore database."""
+
+    def __init__(self, client: firestore.Client, settings: Settings) -> None:
+        self._db = client
+        self._timeout = settings.rpc_timeout_seconds
+        self._ids = IdBlocks(self._reserve_ids, settings.id_block_size)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FirestoreStore:
+        client = firestore.Client(project=settings.project, database=settings.database)
+        return cls(client, settings)
+
+    def _tenant(self, tenant_id: str) -> firestore.DocumentReference:
+        return self._db.collection("tenants").document(tenant_id)
+
+    def _get_all(self, refs: Iterable[firestore.DocumentReference]) -> dict[str, Any]:
+        """Snapshots by path, read in one round trip."""
+        try:
+            return {snap.reference.path: snap for snap in self._db.get_all(list(refs), timeout=self._timeout)}
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable(exc) from exc
+
+    # -- authentication
+
+    def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
+        """The tenant, if one of its enabled credentials has this token hash."""
+        tenant_ref = self._tenant(tenant_id)
+        try:
+            tenant_snap = tenant_ref.get(timeout=self._timeout)
+            if not tenant_snap.exists:
+                return None
+            query = tenant_ref.collection("api_credentials").where(
+                filter=FieldFilter("token_sha256", "==", token_sha256)
+            )
+            credentials = list(query.limit(10).stream(timeout=self._timeout))
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable(exc) from exc
+        for credential in credentials:
+            data = credential.to_dict() or {}
+            stored = data.get("token_sha256")
+            if (
+                data.get("enabled") is True
+                and isinstance(stored, str)
+                and hmac.compare_digest(stored, token_sha256)
+            ):
+                return tenant_from(tenant_id, tenant_snap.to_dict() or {})
+        return None
+
+    # -- reads for one request
+
+    def look_up(
+        self,
+        tenant_id: str,
+        outbound_number: str,
+        consumer: str,
+        agent_id: int | None,
+        agent_email: str | None,
+    ) -> Lookup:
+        tenant = self._tenant(tenant_id)
+        number_ref = tenant.collection("outbound_numbers").document(outbound_number)
+        agent_ref = tenant.collection("agents").document(str(agent_id)) if agent_id is not None else None
+        refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
+        if agent_ref is not None:
+            refs.append(agent_ref)
+        snaps = self._get_all(refs)
+        number = snaps[number_ref.path]
+        return Lookup(
+            outbound_number_enabled=number.exists and (number.to_dict() or {}).get("sms_enabled") is not False,
+            agent_by_id=_agent_from_snapshot(snaps[agent_ref.path]) if agent_ref is not None else None,
+            agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email is not None else None,
+            consumer=self._consumer_from(tenant_id, consumer, snaps),
+        )
+
+    def _agent_by_email(self, tenant_id: str, email: str) -> Agent | None:
+        """The agent with this email, compared without regard to case.
+
+        Firestore compares strings exactly, so the two usual spellings are asked for first;
+        only when neither is stored does it fall back to reading the tenant's agents.
+        """
+        wanted = email.casefold()
+        agents = self._tenant(tenant_id).collection("agents")
+        try:
+            exact = agents.where(filter=FieldFilter("email", "in", sorted({email, email.lower()})))
+            for snaps in (exact.limit(10).stream(timeout=self._timeout), agents.stream(timeout=self._timeout)):
+                for snap in snaps:
+                    agent = _agent_from_snapshot(snap)
+                    if agent is not None and isinstance(agent.email, str) and agent.email.casefold() == wanted:
+                        return agent
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable(exc) from exc
+        return None
+
+    def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
+        tenant = self._tenant(tenant_id)
+        return [
+            tenant.collection("active_sessions").document(consumer),
+            tenant.collection("end_users").document(consumer),
+        ]
+
+    def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
+        session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
+        session_snap, end_user_snap = snaps[session_ref.path], snaps[end_user_ref.path]
+        session = session_from(session_snap.to_dict(), session_snap.update_time) if session_snap.exists else None
+        end_user = end_user_from(end_user_snap.to_dict()) if end_user_snap.exists else None
+        chat = None
+        if session is not None:
+            chat_snap = self._get_all([self._chat_ref(tenant_id, session.chat_id)])
+            [snap] = chat_snap.values()
+            chat = chat_from(snap.to_dict()) if snap.exists else None
+        return ConsumerState(session=session, end_user=end_user, chat=chat)
+
+    def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
+        return self._consumer_from(tenant_id, consumer, self._get_all(self._consumer_refs(tenant_id, consumer)))
+
+    def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
+        return self._tenant(tenant_id).collection("chats").document(str(chat_id))
+
+    # -- ids
+
+    def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]:
+        return self._ids.take(tenant_id, kind, count)
+
+    def _reserve_ids(self, tenant_id: str, kind: str, count: int) -> int:
+        counter = self._tenant(tenant_id).collection("counters").document(kind)
+
+        @firestore.transactional
+        def reserve(transaction: firestore.Transaction) -> int:
+            snap = counter.get(transaction=transaction, timeout=self._timeout)
+            first = (snap.to_dict() or {}).get("next_id", 1) if snap.exists else 1
+            transaction.set(counter, {"next_id": first + count})
+            return int(first)
+
+        try:
+            return reserve(self._db.transaction())
+        except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
+            raise _unavailable(exc) from exc
+
+    # -- the one write of a request
+
+    def commit(self, plan: Plan) -> None:
+        """Write everything the plan says in one transaction, or nothing.
+
+        The transaction reads nothing: the documents other requests also write are guarded
+        by preconditions, so a lost race fails the commit at once instead of waiting on a lock.
+        """
+        tenant = self._tenant(plan.tenant_id)
+        session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> None:
+            if plan.new_end_user is not None:
+                transaction.create(end_user_ref, _end_user_doc(plan.new_end_user))
+            if plan.finish is not None:
+                transaction.update(
+                    self._chat_ref(plan.tenant_id, plan.finish.chat_id),
+                    {
+                        "status": "finished",
+                        "ends_at": plan.finish.ends_at,
+                        "chat_duration": plan.finish.chat_duration,
+                    },
+                )
+            if plan.new_chat is not None:
+                transaction.create(self._chat_ref(plan.tenant_id, plan.new_chat.id), _chat_doc(plan.new_chat))
+            message_ref = (
+                tenant.collection("chats").document(str(plan.message.chat_id)).collection("messages").document()
+            )
+            transaction.create(message_ref, _message_doc(plan.message))
+            if plan.session_version is None:
+                transaction.create(session_ref, _session_doc(plan.session))
+            else:
+                transaction.update(
+                    session_ref,
+                    _session_doc(plan.session),
+                    option=self._db.write_option(last_update_time=plan.session_version),
+                )
+
+        try:
+            write(self._db.transaction())
+        except _LOST_RACE as exc:
+            raise errors.Conflict(str(exc)) from exc
+        except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
+            raise _unavailable(exc) from exc
+
+
+_store: FirestoreStore | None = None
+_store_lock = threading.Lock()
+
+
+def default_store(settings: Settings) -> FirestoreStore:
+    """The process's store, created on first use so that importing needs no credentials."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = FirestoreStore.from_settings(settings)
+        return _store
