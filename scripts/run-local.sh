@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the function locally: the Firestore emulator, a demo tenant, the server on
+# http://127.0.0.1:${PORT:-8080}, and a curl that works. Ctrl-C stops everything.
+source "$(dirname "$0")/_venv.sh"
+cd "$ROOT"
+exec python -m sms.devtools.run_local "$@"

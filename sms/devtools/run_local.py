@@ -1,0 +1,113 @@
+"""Run the function on this machine, against the Firestore emulator, with a demo tenant.
+
+    python -m sms.devtools.run_local [--port 8080] [--once]
+
+Starts the emulator, configures the tenant "demo" (an outbound number, agent 1 and an API
+token) through the documents of SPEC section 7, serves the function with functions-framework
+and prints a curl command that works. Ctrl-C stops the server and the emulator. With
+``--once`` it sends that request itself, prints the answer, and stops: a check of the setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from google.cloud import firestore
+
+from sms.devtools.emulator import Emulator, free_port, wait_until
+from sms.devtools.seed import DEMO_AGENT, TenantSeed
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "demo-sms-local"
+DEMO_BODY = (
+    '{"chat_type": "Messaging (SMS)", "end_user_number": "+1 415-555-0100", '
+    '"outbound_number": "+1 628-555-0199", "message": "Your order has shipped.", "agentId": 1}'
+)
+
+
+def _serving(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is up
+    except (urllib.error.URLError, OSError):
+        return False
+    return True
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--once", action="store_true", help="send the demo request, then stop")
+    args = parser.parse_args(argv)
+    if not _port_is_free(args.port):
+        print(f"Port {args.port} is in use: set PORT or pass --port.", file=sys.stderr)
+        return 2
+
+    logs = Path(tempfile.mkdtemp(prefix="sms-local-"))
+    print(f"Starting the Firestore emulator (log: {logs / 'emulator.log'})", flush=True)
+    emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator.host_port, "GOOGLE_CLOUD_PROJECT": PROJECT}
+        os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.host_port)
+        demo = TenantSeed(id="demo", agents={1: dict(DEMO_AGENT)})
+        demo.write(firestore.Client(project=PROJECT))
+
+        url = f"http://127.0.0.1:{args.port}"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
+             "--host=127.0.0.1", f"--port={args.port}"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        wait_until(lambda: _serving(url + "/"), 30, "functions-framework", server)
+
+        curl = [
+            "curl", "-sS", "-u", f"demo:{demo.token}", "-H", "Content-Type: application/json",
+            "-d", DEMO_BODY, f"{url}/apps/api/v1/sms",
+        ]
+        print(
+            "\nThe function is serving on " + url + " with the Firestore emulator at "
+            + emulator.host_port + ".\nTenant 'demo': outbound number +16285550199, agent 1 "
+            "(john.doe@foo.com), API token " + demo.token + "\n\nTry:\n\n  " + shlex.join(curl) + "\n",
+            flush=True,
+        )
+        if args.once:
+            return subprocess.run(curl, check=False).returncode
+        print("Ctrl-C stops the server and the emulator.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        server.wait()
+        return server.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        emulator.stop()
+        print("\nStopped the server and the emulator.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

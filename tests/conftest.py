@@ -1,0 +1,155 @@
+"""Fixtures: the real Firestore emulator, tenants configured as operators do, the function.
+
+The emulator named by FIRESTORE_EMULATOR_HOST is used when set (as .ci/run does); otherwise
+one is started for the test run and its whole process group is killed afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import firestore
+
+from sms.devtools.emulator import Emulator, free_port, wait_until
+from sms.devtools.seed import DEMO_AGENT, TenantSeed
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "demo-sms-tests"
+SMS_PATH = "/apps/api/v1/sms"
+
+SEED_BODY: dict[str, Any] = {
+    "chat_type": "Messaging (SMS)",
+    "end_user_number": "+1 415-555-0100",
+    "outbound_number": "+1 628-555-0199",
+    "message": "lorem ipsum",
+    "ticket_id": "5006x00000XXxxxXXX",
+}
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Tenant(TenantSeed):
+    @property
+    def headers(self) -> dict[str, str]:
+        return basic(self.id, self.token)
+
+
+@pytest.fixture(scope="session")
+def emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    started = None
+    if not host:
+        log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+        started = Emulator.start(log_path=log)
+        host = started.host_port
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+    yield host
+    if started is not None:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def db(emulator_host: str) -> firestore.Client:
+    return firestore.Client(project=PROJECT)
+
+
+@pytest.fixture
+def make_tenant(db: firestore.Client) -> Callable[..., Tenant]:
+    """Configure a fresh tenant (its own subdomain) through the section 7 documents."""
+
+    def make(**overrides: Any) -> Tenant:
+        tenant = Tenant(id=f"t{uuid.uuid4().hex[:16]}", **overrides)
+        tenant.write(db)
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
+    """A tenant with SMS on, the seed's outbound number and the seed's agent 1."""
+    return make_tenant(agents={1: dict(DEMO_AGENT)})
+
+
+@pytest.fixture(scope="session")
+def app_client(emulator_host: str) -> Any:
+    import functions_framework
+
+    return functions_framework.create_app(target="sms_api", source=str(ROOT / "main.py")).test_client()
+
+
+@pytest.fixture
+def send(app_client: Any, tenant: Tenant) -> Callable[..., Any]:
+    """POST a body to the endpoint as `tenant` (or as another tenant given with `as_`)."""
+
+    def post(body: Any = None, as_: Tenant | None = None, **changes: Any) -> Any:
+        if body is None:
+            body = {**SEED_BODY, **changes}
+        who = as_ or tenant
+        return app_client.post(SMS_PATH, json=body, headers=who.headers)
+
+    return post
+
+
+def count_documents(db: firestore.Client, tenant_id: str) -> int:
+    """Every document stored under a tenant, at any depth (its configuration included)."""
+
+    def walk(collections: Any) -> int:
+        total = 0
+        for collection in collections:
+            for doc in collection.list_documents():
+                if doc.get().exists:
+                    total += 1
+                total += walk(doc.collections())
+        return total
+
+    return 1 + walk(db.collection("tenants").document(tenant_id).collections())
+
+
+@pytest.fixture(scope="session")
+def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The function served by functions-framework as in production, on a loopback port."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")  # noqa: SIM115
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
+         "--host=127.0.0.1", f"--port={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(base + "/", timeout=1).status_code == 404
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(ready, 30, "functions-framework", process)
+        yield base
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()

@@ -1,0 +1,102 @@
+"""Rule 6.2 under real parallel requests, against functions-framework serving the function."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from google.cloud import firestore
+
+from conftest import SEED_BODY, SMS_PATH, Tenant
+from sms.devtools.seed import DEMO_AGENT
+
+ACTIVE = "Outbound SMS failed. Consumer is already in an active SMS session."
+PARALLEL = 20
+
+
+def fire_together(url: str, headers: dict[str, str], bodies: list[dict[str, Any]]) -> tuple[list[requests.Response], float]:
+    """POST every body at once (one thread each, released together); the answers and the time taken."""
+    start = threading.Barrier(len(bodies))
+
+    def post(body: dict[str, Any]) -> requests.Response:
+        with requests.Session() as session:
+            start.wait()
+            return session.post(url + SMS_PATH, json=body, headers=headers, timeout=30)
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(post, bodies))
+    return answers, time.monotonic() - began
+
+
+def consumer(n: int) -> str:
+    return f"+1 415-555-01{n:02d}"
+
+
+def test_parallel_requests_for_one_consumer_open_exactly_one_session(server: str, tenant: Tenant) -> None:
+    answers, seconds = fire_together(server, tenant.headers, [dict(SEED_BODY) for _ in range(PARALLEL)])
+
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {200: 1, 400: PARALLEL - 1}, statuses
+    assert [a.json() for a in answers if a.status_code == 400] == [{"message": ACTIVE}] * (PARALLEL - 1)
+    assert seconds < 10, f"{PARALLEL} requests took {seconds:.1f} s"
+
+
+def test_parallel_requests_for_different_consumers_all_succeed_with_distinct_ids(
+    server: str, tenant: Tenant
+) -> None:
+    bodies = [{**SEED_BODY, "end_user_number": consumer(n), "agentId": 1} for n in range(PARALLEL)]
+    answers, seconds = fire_together(server, tenant.headers, bodies)
+
+    assert [a.status_code for a in answers] == [200] * PARALLEL, [a.text for a in answers if a.status_code != 200]
+    docs = [a.json() for a in answers]
+    chat_ids = {d["id"] for d in docs}
+    participant_ids = {p["id"] for d in docs for p in d["participants"]}
+    end_user_ids = {d["end_user"]["id"] for d in docs}
+    assert len(chat_ids) == PARALLEL
+    assert len(participant_ids) == 2 * PARALLEL
+    assert len(end_user_ids) == PARALLEL
+    assert seconds < 10, f"{PARALLEL} requests took {seconds:.1f} s"
+
+
+def test_parallel_sends_on_an_agents_behalf_all_land_in_the_one_session(
+    server: str, tenant: Tenant, db: firestore.Client
+) -> None:
+    first = requests.post(server + SMS_PATH, json={**SEED_BODY, "agentId": 1}, headers=tenant.headers, timeout=30)
+    assert first.status_code == 200, first.text
+    chat_id = first.json()["id"]
+
+    bodies = [{**SEED_BODY, "agentId": 1, "message": f"follow-up {n}"} for n in range(10)]
+    answers, _ = fire_together(server, tenant.headers, bodies)
+
+    assert [a.status_code for a in answers] == [200] * 10, [a.text for a in answers]
+    assert {a.json()["id"] for a in answers} == {chat_id}
+    messages = db.collection(f"tenants/{tenant.id}/chats/{chat_id}/messages").stream()
+    assert sorted(m.get("text") for m in messages) == sorted(["lorem ipsum"] + [b["message"] for b in bodies])
+
+
+def test_parallel_requests_meeting_an_expired_session_replace_it_once(
+    server: str, make_tenant: Callable[..., Tenant], db: firestore.Client
+) -> None:
+    tenant = make_tenant(
+        settings={"sms_enabled": True, "outbound_sms_enabled": True, "session_timeout_seconds": 1},
+        agents={1: dict(DEMO_AGENT)},
+    )
+    first = requests.post(server + SMS_PATH, json=SEED_BODY, headers=tenant.headers, timeout=30)
+    assert first.status_code == 200, first.text
+    time.sleep(1.2)
+
+    answers, _ = fire_together(server, tenant.headers, [dict(SEED_BODY) for _ in range(PARALLEL)])
+
+    winners = [a.json() for a in answers if a.status_code == 200]
+    assert len(winners) == 1, [a.text for a in answers]
+    assert Counter(a.status_code for a in answers) == {200: 1, 400: PARALLEL - 1}
+    assert winners[0]["id"] != first.json()["id"]
+    assert winners[0]["end_user"]["id"] == first.json()["end_user"]["id"]
+    old = db.document(f"tenants/{tenant.id}/chats/{first.json()['id']}").get()
+    assert old.get("status") == "finished"
