@@ -13,7 +13,7 @@ def sms_api(request: flask.Request) -> flask.Response:
     return api.handle(request)
 
 
-@functions_framework.errorhandler(HTTPException)
+@functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
 def framework_error(error: HTTPException) -> flask.Response:
     """Answers the framework gives by itself (such as /favicon.ico) are JSON too."""
     return api.json_response(error.code or 500, {"message": error.name})

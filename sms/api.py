@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ from sms import credentials, errors
 from sms.config import settings
 from sms.domain import Tenant
 from sms.errors import ApiError
+from sms.repository import FirestoreStore
 from sms.service import OutboundSms, Store
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ class AuthStore(Store, Protocol):
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> flask.Response:
+def json_response(
+    status: int, payload: Any, headers: dict[str, str] | None = None
+) -> flask.Response:
     """A JSON answer; keys keep the order they were built in."""
     response = flask.Response(
         json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json"
@@ -123,18 +127,11 @@ class Api:
         return tenant
 
 
-_api: Api | None = None
-
-
+@functools.cache
 def default_api() -> Api:
-    """The process's API on Firestore, built on the first request."""
-    global _api
-    if _api is None:
-        from sms.repository import default_store
-
-        config = settings()
-        _api = Api(default_store(config), config.request_deadline_seconds)
-    return _api
+    """The process's API on Firestore, built on first use: importing needs no credentials."""
+    config = settings()
+    return Api(FirestoreStore.from_settings(config), config.request_deadline_seconds)
 
 
 def handle(request: flask.Request) -> flask.Response:

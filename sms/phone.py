@@ -27,9 +27,8 @@ class Judgement:
 
 def region_of(number: phonenumbers.PhoneNumber) -> str | None:
     """The number's region, or the main region of its country code when it has none."""
-    return phonenumbers.region_code_for_number(
-        number
-    ) or phonenumbers.region_code_for_country_code(number.country_code)
+    region: str | None = phonenumbers.region_code_for_number(number)
+    return region or phonenumbers.region_code_for_country_code(number.country_code or 0)
 
 
 def judge(value: Any, allowed_regions: Collection[str]) -> Judgement:
@@ -53,7 +52,9 @@ def judge(value: Any, allowed_regions: Collection[str]) -> Judgement:
         return Judgement(Verdict.FOREIGN)
     if not valid:
         return Judgement(Verdict.INVALID)
-    return Judgement(Verdict.OK, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return Judgement(
+        Verdict.OK, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    )
 
 
 def normalise(value: str, allowed_regions: Collection[str] = (DEFAULT_REGION,)) -> str:

@@ -22,7 +22,6 @@ the race gets ``Conflict`` and decides again; it never waits on a lock.
 from __future__ import annotations
 
 import hmac
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,7 +80,9 @@ def tenant_from(tenant_id: str, data: dict[str, Any]) -> Tenant:
         sms_enabled=data.get("sms_enabled") is True,
         outbound_sms_enabled=data.get("outbound_sms_enabled") is True,
         lang=_str(data.get("lang")) or DEFAULT_LANG,
-        session_timeout_seconds=timeout if timeout and timeout > 0 else DEFAULT_SESSION_TIMEOUT_SECONDS,
+        session_timeout_seconds=timeout
+        if timeout and timeout > 0
+        else DEFAULT_SESSION_TIMEOUT_SECONDS,
         allowed_regions=allowed,
         ticket_url_template=_str(data.get("ticket_url_template")),
     )
@@ -248,12 +249,16 @@ class FirestoreStore:
         return cls(client, settings)
 
     def _tenant(self, tenant_id: str) -> firestore.DocumentReference:
-        return self._db.collection("tenants").document(tenant_id)
+        ref: firestore.DocumentReference = self._db.collection("tenants").document(tenant_id)
+        return ref
 
     def _get_all(self, refs: Iterable[firestore.DocumentReference]) -> dict[str, Any]:
         """Snapshots by path, read in one round trip."""
         try:
-            return {snap.reference.path: snap for snap in self._db.get_all(list(refs), timeout=self._timeout)}
+            return {
+                snap.reference.path: snap
+                for snap in self._db.get_all(list(refs), timeout=self._timeout)
+            }
         except gexc.GoogleAPICallError as exc:
             raise _unavailable(exc) from exc
 
@@ -295,16 +300,23 @@ class FirestoreStore:
     ) -> Lookup:
         tenant = self._tenant(tenant_id)
         number_ref = tenant.collection("outbound_numbers").document(outbound_number)
-        agent_ref = tenant.collection("agents").document(str(agent_id)) if agent_id is not None else None
+        agent_ref = (
+            tenant.collection("agents").document(str(agent_id)) if agent_id is not None else None
+        )
         refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)
         snaps = self._get_all(refs)
         number = snaps[number_ref.path]
         return Lookup(
-            outbound_number_enabled=number.exists and (number.to_dict() or {}).get("sms_enabled") is not False,
-            agent_by_id=_agent_from_snapshot(snaps[agent_ref.path]) if agent_ref is not None else None,
-            agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email is not None else None,
+            outbound_number_enabled=number.exists
+            and (number.to_dict() or {}).get("sms_enabled") is not False,
+            agent_by_id=_agent_from_snapshot(snaps[agent_ref.path])
+            if agent_ref is not None
+            else None,
+            agent_by_email=self._agent_by_email(tenant_id, agent_email)
+            if agent_email is not None
+            else None,
             consumer=self._consumer_from(tenant_id, consumer, snaps),
         )
 
@@ -318,10 +330,17 @@ class FirestoreStore:
         agents = self._tenant(tenant_id).collection("agents")
         try:
             exact = agents.where(filter=FieldFilter("email", "in", sorted({email, email.lower()})))
-            for snaps in (exact.limit(10).stream(timeout=self._timeout), agents.stream(timeout=self._timeout)):
+            for snaps in (
+                exact.limit(10).stream(timeout=self._timeout),
+                agents.stream(timeout=self._timeout),
+            ):
                 for snap in snaps:
                     agent = _agent_from_snapshot(snap)
-                    if agent is not None and isinstance(agent.email, str) and agent.email.casefold() == wanted:
+                    if (
+                        agent is not None
+                        and isinstance(agent.email, str)
+                        and agent.email.casefold() == wanted
+                    ):
                         return agent
         except gexc.GoogleAPICallError as exc:
             raise _unavailable(exc) from exc
@@ -337,7 +356,11 @@ class FirestoreStore:
     def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
         session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
         session_snap, end_user_snap = snaps[session_ref.path], snaps[end_user_ref.path]
-        session = session_from(session_snap.to_dict(), session_snap.update_time) if session_snap.exists else None
+        session = (
+            session_from(session_snap.to_dict(), session_snap.update_time)
+            if session_snap.exists
+            else None
+        )
         end_user = end_user_from(end_user_snap.to_dict()) if end_user_snap.exists else None
         chat = None
         if session is not None:
@@ -347,10 +370,15 @@ class FirestoreStore:
         return ConsumerState(session=session, end_user=end_user, chat=chat)
 
     def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
-        return self._consumer_from(tenant_id, consumer, self._get_all(self._consumer_refs(tenant_id, consumer)))
+        return self._consumer_from(
+            tenant_id, consumer, self._get_all(self._consumer_refs(tenant_id, consumer))
+        )
 
     def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
-        return self._tenant(tenant_id).collection("chats").document(str(chat_id))
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("chats").document(str(chat_id))
+        )
+        return ref
 
     # -- ids
 
@@ -368,9 +396,10 @@ class FirestoreStore:
             return int(first)
 
         try:
-            return reserve(self._db.transaction())
+            first: int = reserve(self._db.transaction())
         except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
             raise _unavailable(exc) from exc
+        return first
 
     # -- the one write of a request
 
@@ -397,9 +426,14 @@ class FirestoreStore:
                     },
                 )
             if plan.new_chat is not None:
-                transaction.create(self._chat_ref(plan.tenant_id, plan.new_chat.id), _chat_doc(plan.new_chat))
+                transaction.create(
+                    self._chat_ref(plan.tenant_id, plan.new_chat.id), _chat_doc(plan.new_chat)
+                )
             message_ref = (
-                tenant.collection("chats").document(str(plan.message.chat_id)).collection("messages").document()
+                tenant.collection("chats")
+                .document(str(plan.message.chat_id))
+                .collection("messages")
+                .document()
             )
             transaction.create(message_ref, _message_doc(plan.message))
             if plan.session_version is None:
@@ -417,16 +451,3 @@ class FirestoreStore:
             raise errors.Conflict(str(exc)) from exc
         except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
             raise _unavailable(exc) from exc
-
-
-_store: FirestoreStore | None = None
-_store_lock = threading.Lock()
-
-
-def default_store(settings: Settings) -> FirestoreStore:
-    """The process's store, created on first use so that importing needs no credentials."""
-    global _store
-    with _store_lock:
-        if _store is None:
-            _store = FirestoreStore.from_settings(settings)
-        return _store

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load
 
@@ -24,6 +24,7 @@ TICKET_ID_MAX_CHARS = 255
 # Python's int conversion limit out of reach.
 _AGENT_ID_MAX_DIGITS = 18
 _DIGITS = re.compile(r"[0-9]+")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class OutboundSmsRequest:
 
 @dataclass(frozen=True)
 class Loaded:
-    """What loading made of a body: the fields that passed, and the texts of the rules that failed."""
+    """What loading made of a body: the fields that passed, the texts of the rules that failed."""
 
     values: dict[str, Any]
     failures: tuple[str, ...]
@@ -49,7 +50,7 @@ class Loaded:
         return OutboundSmsRequest(**self.values)
 
 
-class ChatType(fields.Field):
+class ChatType(fields.Field[str]):
     default_error_messages = {
         "required": errors.CHAT_TYPE_REQUIRED,
         "null": errors.CHAT_TYPE_REQUIRED,
@@ -64,7 +65,7 @@ class ChatType(fields.Field):
         return CHAT_TYPE
 
 
-class PhoneNumber(fields.Field):
+class PhoneNumber(fields.Field[str]):
     """A phone number judged against the tenant's allowed regions, loaded as E.164."""
 
     default_error_messages = {"foreign": errors.NUMBER_FOREIGN}
@@ -72,7 +73,11 @@ class PhoneNumber(fields.Field):
     def __init__(self, required_text: str, invalid_text: str) -> None:
         super().__init__(
             required=True,
-            error_messages={"required": required_text, "null": required_text, "invalid": invalid_text},
+            error_messages={
+                "required": required_text,
+                "null": required_text,
+                "invalid": invalid_text,
+            },
         )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -88,7 +93,7 @@ class PhoneNumber(fields.Field):
         return judgement.e164
 
 
-class MessageText(fields.Field):
+class MessageText(fields.Field[str]):
     default_error_messages = {
         "required": errors.MESSAGE_REQUIRED,
         "null": errors.MESSAGE_REQUIRED,
@@ -104,7 +109,7 @@ class MessageText(fields.Field):
         return text
 
 
-class TicketId(fields.Field):
+class TicketId(fields.Field[str | None]):
     default_error_messages = {"invalid": errors.TICKET_ID_INVALID}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
@@ -113,7 +118,7 @@ class TicketId(fields.Field):
         return value or None
 
 
-class AgentId(fields.Field):
+class AgentId(fields.Field[int]):
     """An agent id: a JSON integer, or a string of decimal digits."""
 
     default_error_messages = {"invalid": errors.AGENT_INVALID}
@@ -128,7 +133,7 @@ class AgentId(fields.Field):
         raise self.make_error("invalid")
 
 
-class AgentEmail(fields.Field):
+class AgentEmail(fields.Field[str]):
     default_error_messages = {"invalid": errors.AGENT_INVALID}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -137,7 +142,7 @@ class AgentEmail(fields.Field):
         return value.strip()
 
 
-def _optional(field: fields.Field) -> fields.Field:
+def _optional(field: fields.Field[_T]) -> fields.Field[_T]:
     field.allow_none = True
     field.load_default = None
     return field

@@ -6,6 +6,7 @@ No HTTP and no Firestore here: the service is handed a store and a clock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -114,7 +115,7 @@ class OutboundSms:
         while True:
             plan = self._decide(tenant, request, agent, state, now)
             try:
-                deadline.retry(lambda: self._store.commit(plan))
+                deadline.retry(functools.partial(self._store.commit, plan))
             except errors.Conflict:
                 # Another request changed this consumer's session first: decide again on
                 # what it wrote (usually: the consumer is now in an active session).
@@ -167,6 +168,7 @@ class OutboundSms:
         agent: Agent | None,
         state: ConsumerState,
         now: dt.datetime,
+        *,
         replaces: ActiveSession | None = None,
         finish: Finish | None = None,
     ) -> Plan:
@@ -265,7 +267,7 @@ class _Deadline:
         remaining = self._ends - time.monotonic()
         if remaining <= 0:
             raise errors.ServiceUnavailable(retry_after_seconds=1)
-        time.sleep(min(remaining, random.uniform(0, self._delay)))
+        time.sleep(min(remaining, random.uniform(0, self._delay)))  # noqa: S311 jitter, not secrets
         self._delay = min(self._delay * 2, 1.0)
 
     def retry(self, call: Callable[[], _T]) -> _T:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import functions_framework
 import pytest
 import requests
 from google.cloud import firestore
@@ -87,9 +88,9 @@ def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
 
 @pytest.fixture(scope="session")
 def app_client(emulator_host: str) -> Any:
-    import functions_framework
-
-    return functions_framework.create_app(target="sms_api", source=str(ROOT / "main.py")).test_client()
+    return functions_framework.create_app(
+        target="sms_api", source=str(ROOT / "main.py")
+    ).test_client()
 
 
 @pytest.fixture
@@ -127,8 +128,15 @@ def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")  # noqa: SIM115
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
-         "--host=127.0.0.1", f"--port={port}"],
+        [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target=sms_api",
+            "--source=main.py",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -19,8 +19,10 @@ ACTIVE = "Outbound SMS failed. Consumer is already in an active SMS session."
 PARALLEL = 20
 
 
-def fire_together(url: str, headers: dict[str, str], bodies: list[dict[str, Any]]) -> tuple[list[requests.Response], float]:
-    """POST every body at once (one thread each, released together); the answers and the time taken."""
+def fire_together(
+    url: str, headers: dict[str, str], bodies: list[dict[str, Any]]
+) -> tuple[list[requests.Response], float]:
+    """POST every body at once (a thread each, released together); the answers, the time taken."""
     start = threading.Barrier(len(bodies))
 
     def post(body: dict[str, Any]) -> requests.Response:
@@ -38,12 +40,18 @@ def consumer(n: int) -> str:
     return f"+1 415-555-01{n:02d}"
 
 
-def test_parallel_requests_for_one_consumer_open_exactly_one_session(server: str, tenant: Tenant) -> None:
-    answers, seconds = fire_together(server, tenant.headers, [dict(SEED_BODY) for _ in range(PARALLEL)])
+def test_parallel_requests_for_one_consumer_open_exactly_one_session(
+    server: str, tenant: Tenant
+) -> None:
+    answers, seconds = fire_together(
+        server, tenant.headers, [dict(SEED_BODY) for _ in range(PARALLEL)]
+    )
 
     statuses = Counter(a.status_code for a in answers)
     assert statuses == {200: 1, 400: PARALLEL - 1}, statuses
-    assert [a.json() for a in answers if a.status_code == 400] == [{"message": ACTIVE}] * (PARALLEL - 1)
+    assert [a.json() for a in answers if a.status_code == 400] == [{"message": ACTIVE}] * (
+        PARALLEL - 1
+    )
     assert seconds < 10, f"{PARALLEL} requests took {seconds:.1f} s"
 
 
@@ -53,7 +61,9 @@ def test_parallel_requests_for_different_consumers_all_succeed_with_distinct_ids
     bodies = [{**SEED_BODY, "end_user_number": consumer(n), "agentId": 1} for n in range(PARALLEL)]
     answers, seconds = fire_together(server, tenant.headers, bodies)
 
-    assert [a.status_code for a in answers] == [200] * PARALLEL, [a.text for a in answers if a.status_code != 200]
+    assert [a.status_code for a in answers] == [200] * PARALLEL, [
+        a.text for a in answers if a.status_code != 200
+    ]
     docs = [a.json() for a in answers]
     chat_ids = {d["id"] for d in docs}
     participant_ids = {p["id"] for d in docs for p in d["participants"]}
@@ -67,7 +77,9 @@ def test_parallel_requests_for_different_consumers_all_succeed_with_distinct_ids
 def test_parallel_sends_on_an_agents_behalf_all_land_in_the_one_session(
     server: str, tenant: Tenant, db: firestore.Client
 ) -> None:
-    first = requests.post(server + SMS_PATH, json={**SEED_BODY, "agentId": 1}, headers=tenant.headers, timeout=30)
+    first = requests.post(
+        server + SMS_PATH, json={**SEED_BODY, "agentId": 1}, headers=tenant.headers, timeout=30
+    )
     assert first.status_code == 200, first.text
     chat_id = first.json()["id"]
 
@@ -77,7 +89,9 @@ def test_parallel_sends_on_an_agents_behalf_all_land_in_the_one_session(
     assert [a.status_code for a in answers] == [200] * 10, [a.text for a in answers]
     assert {a.json()["id"] for a in answers} == {chat_id}
     messages = db.collection(f"tenants/{tenant.id}/chats/{chat_id}/messages").stream()
-    assert sorted(m.get("text") for m in messages) == sorted(["lorem ipsum"] + [b["message"] for b in bodies])
+    assert sorted(m.get("text") for m in messages) == sorted(
+        ["lorem ipsum"] + [b["message"] for b in bodies]
+    )
 
 
 def test_parallel_requests_meeting_an_expired_session_replace_it_once(

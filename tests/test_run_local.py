@@ -17,6 +17,7 @@ def test_run_local_serves_the_demo_tenant_and_its_printed_curl_works() -> None:
         capture_output=True,
         text=True,
         timeout=180,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "curl -sS -u demo:" in result.stdout

@@ -6,6 +6,7 @@ The emulator runs in its own process group: ``gcloud`` starts a Java process, an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ def free_port() -> int:
 def is_ready(host_port: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{host_port}/", timeout=1) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
@@ -56,7 +57,9 @@ class Emulator:
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, port: int | None = None, log_path: Path | None = None, seconds: float = 90) -> Emulator:
+    def start(
+        cls, port: int | None = None, log_path: Path | None = None, seconds: float = 90
+    ) -> Emulator:
         """Start the emulator on loopback and wait until it answers."""
         host_port = f"127.0.0.1:{port or free_port()}"
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -89,11 +92,7 @@ class Emulator:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -14,6 +14,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,6 @@ def _serving(url: str) -> bool:
 
 
 def _port_is_free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
@@ -65,15 +64,26 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
     server: subprocess.Popen[bytes] | None = None
     try:
-        env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator.host_port, "GOOGLE_CLOUD_PROJECT": PROJECT}
+        env = {
+            **os.environ,
+            "FIRESTORE_EMULATOR_HOST": emulator.host_port,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+        }
         os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.host_port)
         demo = TenantSeed(id="demo", agents={1: dict(DEMO_AGENT)})
         demo.write(firestore.Client(project=PROJECT))
 
         url = f"http://127.0.0.1:{args.port}"
         server = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
-             "--host=127.0.0.1", f"--port={args.port}"],
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target=sms_api",
+                "--source=main.py",
+                "--host=127.0.0.1",
+                f"--port={args.port}",
+            ],
             cwd=ROOT,
             env=env,
             start_new_session=True,
@@ -81,13 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(lambda: _serving(url + "/"), 30, "functions-framework", server)
 
         curl = [
-            "curl", "-sS", "-u", f"demo:{demo.token}", "-H", "Content-Type: application/json",
-            "-d", DEMO_BODY, f"{url}/apps/api/v1/sms",
+            "curl",
+            "-sS",
+            "-u",
+            f"demo:{demo.token}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            DEMO_BODY,
+            f"{url}/apps/api/v1/sms",
         ]
         print(
-            "\nThe function is serving on " + url + " with the Firestore emulator at "
-            + emulator.host_port + ".\nTenant 'demo': outbound number +16285550199, agent 1 "
-            "(john.doe@foo.com), API token " + demo.token + "\n\nTry:\n\n  " + shlex.join(curl) + "\n",
+            "\nThe function is serving on "
+            + url
+            + " with the Firestore emulator at "
+            + emulator.host_port
+            + ".\nTenant 'demo': outbound number +16285550199, agent 1 "
+            "(john.doe@foo.com), API token "
+            + demo.token
+            + "\n\nTry:\n\n  "
+            + shlex.join(curl)
+            + "\n",
             flush=True,
         )
         if args.once:
