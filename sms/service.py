@@ -222,15 +222,22 @@ class OutboundSms:
 
 
 def _named_agent(request: schemas.OutboundSmsRequest, lookup: Lookup) -> Agent | None:
-    """The agent the request names by id and/or email (rules 15 and 16)."""
-    if request.agent_id is not None and lookup.agent_by_id is None:
-        raise BadRequest(errors.AGENT_NOT_FOUND)
-    if request.agent_email is not None and lookup.agent_by_email is None:
-        raise BadRequest(errors.AGENT_NOT_FOUND)
+    """The agent the request names by id and/or email (rules 15 and 16).
+
+    Named both ways, both must name the same existing agent: where either names an agent the
+    other does not, the names disagree (rule 15); where neither names one, it is not found.
+    """
     by_id, by_email = lookup.agent_by_id, lookup.agent_by_email
-    if by_id is not None and by_email is not None and by_id.id != by_email.id:
-        raise BadRequest(errors.AGENT_INVALID)
-    return by_id or by_email
+    if request.agent_id is not None and request.agent_email is not None:
+        if by_id is None and by_email is None:
+            raise BadRequest(errors.AGENT_NOT_FOUND)
+        if by_id is None or by_email is None or by_id.id != by_email.id:
+            raise BadRequest(errors.AGENT_INVALID)
+        return by_id
+    named = by_id or by_email
+    if named is None and (request.agent_id is not None or request.agent_email is not None):
+        raise BadRequest(errors.AGENT_NOT_FOUND)
+    return named
 
 
 def _message(
