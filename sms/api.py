@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import functools
 import json
 import logging
@@ -12,16 +13,19 @@ from typing import Any, Protocol
 
 import flask
 
-from sms import credentials, errors
+from sms import credentials, deadline, errors, idempotency, render
 from sms.config import settings
-from sms.domain import Tenant
+from sms.domain import Claim, Tenant
 from sms.errors import ApiError
+from sms.idempotency import Idempotency, KeyStore
 from sms.repository import FirestoreStore
-from sms.service import OutboundSms, Store
+from sms.service import ChatSessions, OutboundSms, Store, utc_now
 
 logger = logging.getLogger(__name__)
 
 SMS_PATH = "/apps/api/v1/sms"
+# A chat id: a positive integer, of no more digits than a stored id can have.
+_CHAT_PATH = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 MAX_BODY_BYTES = 64 * 1024
 # Tenant subdomains: a DNS label. Anything else cannot name a tenant document.
 _SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
@@ -29,7 +33,7 @@ _SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-class AuthStore(Store, Protocol):
+class ApiStore(Store, KeyStore, Protocol):
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
 
 
@@ -37,9 +41,12 @@ def json_response(
     status: int, payload: Any, headers: dict[str, str] | None = None
 ) -> flask.Response:
     """A JSON answer; keys keep the order they were built in."""
-    response = flask.Response(
-        json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json"
-    )
+    return text_response(status, render.to_json(payload), headers)
+
+
+def text_response(status: int, body: str, headers: dict[str, str] | None = None) -> flask.Response:
+    """An answer whose JSON text is already made."""
+    response = flask.Response(body, status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -75,6 +82,14 @@ def parse_json(data: bytes) -> Any:
     return body
 
 
+def _json_or_none(data: bytes) -> Any:
+    """The body as JSON, or None where it is not (the caller then refuses it its own way)."""
+    try:
+        return parse_json(data)
+    except errors.BadRequest:
+        return None
+
+
 def _credentials(request: flask.Request) -> tuple[str, str]:
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.strip().partition(" ")
@@ -93,13 +108,23 @@ def _credentials(request: flask.Request) -> tuple[str, str]:
 class Api:
     """The function's HTTP surface, handed the store it works on."""
 
-    def __init__(self, store: AuthStore, deadline_seconds: float) -> None:
+    def __init__(self, store: ApiStore, deadline_seconds: float) -> None:
         self._store = store
+        self._deadline_seconds = deadline_seconds
         self._sms = OutboundSms(store, deadline_seconds=deadline_seconds)
+        self._chats = ChatSessions(store, deadline_seconds=deadline_seconds)
+        self._keys = Idempotency(
+            store,
+            clock=utc_now,
+            deadline_seconds=deadline_seconds,
+            # Longer than any request may run: a claim this old belongs to one that died.
+            lease=dt.timedelta(seconds=2 * deadline_seconds + 10),
+        )
 
     def handle(self, request: flask.Request) -> flask.Response:
         try:
-            return self._route(request)
+            with deadline.bounded(self._deadline_seconds):
+                return self._route(request)
         except ApiError as error:
             return error_response(error)
         except errors.BackendUnavailable:
@@ -110,18 +135,53 @@ class Api:
             return json_response(500, {"message": "Internal Server Error"})
 
     def _route(self, request: flask.Request) -> flask.Response:
-        path = request.path.rstrip("/") if request.path != "/" else request.path
-        if path != SMS_PATH:
+        path = request.path.rstrip("/") or "/"
+        if path == SMS_PATH:
+            self._allow(request, "POST")
+            data = _read_body(request)
+            return self._send(request, self._authenticate(request), data)
+        chat = _CHAT_PATH.fullmatch(path)
+        if chat is None:
             raise errors.NotFound()
-        if request.method != "POST":
-            raise errors.MethodNotAllowed(("POST",))
+        self._allow(request, "GET", "PATCH")
         data = _read_body(request)
         tenant = self._authenticate(request)
-        return json_response(200, self._sms.send(tenant, parse_json(data)))
+        chat_id = int(chat["id"])
+        if request.method == "GET":
+            return text_response(200, self._chats.get(tenant, chat_id))
+        return text_response(200, self._chats.end(tenant, chat_id, _json_or_none(data)))
+
+    @staticmethod
+    def _allow(request: flask.Request, *methods: str) -> None:
+        if request.method not in methods:
+            raise errors.MethodNotAllowed(methods)
+
+    def _send(self, request: flask.Request, tenant: Tenant, data: bytes) -> flask.Response:
+        key = idempotency.parse_key(request.headers.get("Idempotency-Key"))
+        if key is None:
+            return text_response(200, self._sms.send(tenant, parse_json(data)))
+        body: Any = None
+        failure: errors.BadRequest | None = None
+        try:
+            body = parse_json(data)
+            digest = idempotency.fingerprint(body)
+        except errors.BadRequest as error:
+            digest, failure = idempotency.raw_fingerprint(data), error
+
+        def handle(claim: Claim) -> str:
+            if failure is not None:
+                raise failure
+            return self._sms.send(tenant, body, claim)
+
+        answer = self._keys.run(tenant.id, key, digest, handle)
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return text_response(answer.status, answer.body, headers)
 
     def _authenticate(self, request: flask.Request) -> Tenant:
         username, password = _credentials(request)
-        tenant = self._store.authenticate(username, credentials.hash_token(password))
+        tenant = deadline.current(self._deadline_seconds).retry(
+            lambda: self._store.authenticate(username, credentials.hash_token(password))
+        )
         if tenant is None:
             raise errors.Unauthorized()
         return tenant

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,8 @@ CHAT_TYPE = "Messaging (SMS)"
 DEFAULT_LANG = "en"
 DEFAULT_SESSION_TIMEOUT_SECONDS = 86400
 DEFAULT_ALLOWED_REGIONS: tuple[str, ...] = ("US",)
+
+ACTIVE_STATUSES = frozenset({"selecting", "assigned"})
 
 # A version is whatever the store uses to detect concurrent change (Firestore: update_time).
 Version = Any
@@ -84,6 +87,18 @@ class Chat:
     out_ticket_url: str | None = None
     chat_subtype: str | None = None
     fail_reason: str | None = None
+    version: Version = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def ended(self, at: dt.datetime) -> Chat:
+        """This chat as it stands once ended at ``at``."""
+        duration = int((at - self.created_at).total_seconds())
+        return dataclasses.replace(
+            self, status="finished", ends_at=at, chat_duration=max(duration, 0)
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class ActiveSession:
     agent_ids: tuple[int, ...]
     created_at: dt.datetime
     last_activity_at: dt.datetime
+    written_by: str = ""  # the commit that wrote this mark: how a retry recognises its own write
     version: Version = None
 
     def expires_at(self, timeout_seconds: int) -> dt.datetime:
@@ -142,6 +158,39 @@ class Finish:
     chat_duration: int
 
 
+@dataclass(frozen=True)
+class Claim:
+    """This request's hold on an Idempotency-Key: only the holder may record the answer."""
+
+    tenant_id: str
+    key_id: str  # a digest of the key, safe as a document id
+    fingerprint: str  # a digest of the request body
+    holder: str  # names the request holding the key
+    version: Version = None
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """What is recorded for an Idempotency-Key."""
+
+    fingerprint: str
+    holder: str
+    status: int | None  # None while the first request is still running
+    body: str | None
+    lease_expires_at: dt.datetime
+    expires_at: dt.datetime
+    version: Version = None
+
+
+@dataclass(frozen=True)
+class KeyCompletion:
+    """The answer to record for a claimed key, in the same commit as what produced it."""
+
+    claim: Claim
+    status: int
+    body: str
+
+
 @dataclass
 class Plan:
     """Everything one request writes, committed atomically or not at all.
@@ -159,3 +208,4 @@ class Plan:
     new_end_user: EndUser | None = None
     finish: Finish | None = None
     answer: Chat | None = field(default=None, repr=False)
+    key: KeyCompletion | None = None

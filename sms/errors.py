@@ -7,10 +7,13 @@ The tree::
     ├── Unauthorized          401 credentials missing or wrong (one answer for every cause)
     ├── NotFound              404
     ├── MethodNotAllowed      405 carries the allowed methods
+    ├── Conflict              409 an Idempotency-Key whose first request is still running
     ├── PayloadTooLarge       413
+    ├── Unprocessable         422 an Idempotency-Key reused for a different request
     └── ServiceUnavailable    503 the backend could not be reached in time; carries Retry-After
 
-    Conflict                  not an answer: a precondition lost a race, the caller re-decides
+    LostRace                  not an answer: a write precondition failed, the caller re-decides
+    BackendUnavailable        not an answer: the backend failed in a way that may pass
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ TICKET_ID_INVALID = "ticket_id is invalid"
 AGENT_INVALID = "agent is invalid"
 AGENT_NOT_FOUND = "agent is not found"
 ACTIVE_SESSION = "Outbound SMS failed. Consumer is already in an active SMS session."
+
+# Beyond the table: Idempotency-Key (SPEC 10.1) and reading and ending chats (SPEC 10.2).
+IDEMPOTENCY_KEY_INVALID = "Idempotency-Key is invalid"
+IDEMPOTENCY_KEY_REUSED = "Idempotency-Key is already used for a different request"
+IDEMPOTENCY_KEY_IN_PROGRESS = "A request with this Idempotency-Key is in progress"
+CHAT_ALREADY_ENDED = "Chat is already ended"
+STATUS_MUST_BE_FINISHED = 'status must be "finished"'
 
 PRECEDENCE: tuple[str, ...] = (
     BODY_NOT_OBJECT,
@@ -107,9 +117,17 @@ class MethodNotAllowed(ApiError):
         return {"Allow": ", ".join(self.allowed)}
 
 
+class Conflict(ApiError):
+    status = 409
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     message = "request body is too large"
+
+
+class Unprocessable(ApiError):
+    status = 422
 
 
 class ServiceUnavailable(ApiError):
@@ -124,8 +142,8 @@ class ServiceUnavailable(ApiError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
-class Conflict(Exception):
-    """A write precondition failed because a concurrent request got there first."""
+class LostRace(Exception):
+    """A write precondition failed: a concurrent request changed the document first."""
 
 
 class BackendUnavailable(Exception):

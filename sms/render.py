@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sms.domain import CHAT_TYPE, Agent, Chat, Participant
+
+
+def to_json(payload: Any) -> str:
+    """The text of an answer: keys in the order they were built, non-ASCII kept as is."""
+    return json.dumps(payload, ensure_ascii=False)
 
 
 def timestamp(moment: dt.datetime | None) -> str | None:

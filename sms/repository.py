@@ -12,6 +12,7 @@ section 7; the rest is internal)::
     tenants/{t}/chats/{id}                        Chat
     tenants/{t}/chats/{id}/messages/{auto id}     Message
     tenants/{t}/counters/{kind}                   next_id: the first id not yet reserved
+    tenants/{t}/idempotency_keys/{sha256 of key}  StoredKey (expires_at: TTL field)
 
 Concurrent requests never read-then-write a shared document inside a transaction: the
 consumer's mark and a new end user are read without locks, then written with preconditions
@@ -21,15 +22,18 @@ the race gets ``Conflict`` and decides again; it never waits on a lock.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hmac
 from collections.abc import Iterable
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import gapic_v1
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from sms import errors
+from sms import deadline, errors
 from sms.config import Settings
 from sms.domain import (
     DEFAULT_ALLOWED_REGIONS,
@@ -38,18 +42,23 @@ from sms.domain import (
     ActiveSession,
     Agent,
     Chat,
+    Claim,
     ConsumerState,
     EndUser,
+    KeyCompletion,
     Lookup,
     Message,
     Participant,
     Plan,
+    StoredKey,
     Tenant,
 )
 from sms.ids import IdBlocks
 
 # Precondition failures: another request wrote the document first.
 _LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound)
+# Failures that may pass: the call can be tried again (after a fresh read, for a commit).
+_TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, ValueError)
 
 
 def _unavailable(exc: Exception) -> errors.BackendUnavailable:
@@ -167,7 +176,7 @@ def _chat_doc(chat: Chat) -> dict[str, Any]:
     }
 
 
-def chat_from(data: dict[str, Any]) -> Chat:
+def chat_from(data: dict[str, Any], version: Any = None) -> Chat:
     agent = data.get("agent")
     return Chat(
         id=data["id"],
@@ -194,6 +203,7 @@ def chat_from(data: dict[str, Any]) -> Chat:
         out_ticket_url=data.get("out_ticket_url"),
         chat_subtype=data.get("chat_subtype"),
         fail_reason=data.get("fail_reason"),
+        version=version,
     )
 
 
@@ -204,6 +214,7 @@ def _session_doc(session: ActiveSession) -> dict[str, Any]:
         "agent_ids": list(session.agent_ids),
         "created_at": session.created_at,
         "last_activity_at": session.last_activity_at,
+        "written_by": session.written_by,
     }
 
 
@@ -214,8 +225,20 @@ def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
         agent_ids=tuple(data.get("agent_ids") or ()),
         created_at=data["created_at"],
         last_activity_at=data["last_activity_at"],
+        written_by=data.get("written_by") or "",
         version=version,
     )
+
+
+def _key_doc(record: StoredKey) -> dict[str, Any]:
+    return {
+        "fingerprint": record.fingerprint,
+        "holder": record.holder,
+        "status": record.status,
+        "body": record.body,
+        "lease_expires_at": record.lease_expires_at,
+        "expires_at": record.expires_at,
+    }
 
 
 def _message_doc(message: Message) -> dict[str, Any]:
@@ -235,17 +258,50 @@ def _message_doc(message: Message) -> dict[str, Any]:
 # ---- the store ------------------------------------------------------------------------
 
 
+class _CallTimeout:
+    """Timeout for the generated Firestore methods: what remains of the request's deadline.
+
+    Used as a method default (see ``_bound_calls``), it applies to every call the client
+    makes, including BeginTransaction, Commit and Rollback, which the transaction API gives
+    no way to time out.
+    """
+
+    def __init__(self, cap: float) -> None:
+        self._cap = cap
+
+    def __call__(self, func: Any) -> Any:
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs["timeout"] = deadline.call_timeout(self._cap)
+            return func(*args, **kwargs)
+
+        return call
+
+
+def _bound_calls(client: firestore.Client, cap: float) -> None:
+    """Make every Firestore call of ``client`` one try, timed out by the request's deadline.
+
+    The generated defaults retry for 60 to 300 seconds; a request must answer within seconds,
+    so retrying is left to the service, which knows the deadline and what is safe to retry.
+    """
+    transport = client._firestore_api._transport  # noqa: SLF001 no public hook for defaults
+    for method in transport._wrapped_methods.values():  # noqa: SLF001
+        if isinstance(method, gapic_v1.method._GapicCallable):  # noqa: SLF001
+            method._retry = None  # noqa: SLF001
+            method._timeout = _CallTimeout(cap)  # noqa: SLF001
+
+
 class FirestoreStore:
     """The service's store, on one Firestore database."""
 
     def __init__(self, client: firestore.Client, settings: Settings) -> None:
         self._db = client
-        self._timeout = settings.rpc_timeout_seconds
         self._ids = IdBlocks(self._reserve_ids, settings.id_block_size)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
         client = firestore.Client(project=settings.project, database=settings.database)
+        _bound_calls(client, settings.rpc_timeout_seconds)
         return cls(client, settings)
 
     def _tenant(self, tenant_id: str) -> firestore.DocumentReference:
@@ -255,11 +311,17 @@ class FirestoreStore:
     def _get_all(self, refs: Iterable[firestore.DocumentReference]) -> dict[str, Any]:
         """Snapshots by path, read in one round trip."""
         try:
-            return {
-                snap.reference.path: snap
-                for snap in self._db.get_all(list(refs), timeout=self._timeout)
-            }
-        except gexc.GoogleAPICallError as exc:
+            return {snap.reference.path: snap for snap in self._db.get_all(list(refs))}
+        except _TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+
+    def _transact(self, write: Any) -> Any:
+        """Run a transaction body once; lost races and transient failures as domain errors."""
+        try:
+            return firestore.transactional(write)(self._db.transaction(max_attempts=1))
+        except _LOST_RACE as exc:
+            raise errors.LostRace(str(exc)) from exc
+        except _TRANSIENT as exc:
             raise _unavailable(exc) from exc
 
     # -- authentication
@@ -267,15 +329,15 @@ class FirestoreStore:
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
         """The tenant, if one of its enabled credentials has this token hash."""
         tenant_ref = self._tenant(tenant_id)
+        query = tenant_ref.collection("api_credentials").where(
+            filter=FieldFilter("token_sha256", "==", token_sha256)
+        )
         try:
-            tenant_snap = tenant_ref.get(timeout=self._timeout)
+            tenant_snap = tenant_ref.get()
             if not tenant_snap.exists:
                 return None
-            query = tenant_ref.collection("api_credentials").where(
-                filter=FieldFilter("token_sha256", "==", token_sha256)
-            )
-            credentials = list(query.limit(10).stream(timeout=self._timeout))
-        except gexc.GoogleAPICallError as exc:
+            credentials = list(query.limit(10).stream())
+        except _TRANSIENT as exc:
             raise _unavailable(exc) from exc
         for credential in credentials:
             data = credential.to_dict() or {}
@@ -300,23 +362,18 @@ class FirestoreStore:
     ) -> Lookup:
         tenant = self._tenant(tenant_id)
         number_ref = tenant.collection("outbound_numbers").document(outbound_number)
-        agent_ref = (
-            tenant.collection("agents").document(str(agent_id)) if agent_id is not None else None
-        )
+        agents = tenant.collection("agents")
+        agent_ref = agents.document(str(agent_id)) if agent_id is not None else None
         refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)
         snaps = self._get_all(refs)
         number = snaps[number_ref.path]
+        number_enabled = number.exists and (number.to_dict() or {}).get("sms_enabled") is not False
         return Lookup(
-            outbound_number_enabled=number.exists
-            and (number.to_dict() or {}).get("sms_enabled") is not False,
-            agent_by_id=_agent_from_snapshot(snaps[agent_ref.path])
-            if agent_ref is not None
-            else None,
-            agent_by_email=self._agent_by_email(tenant_id, agent_email)
-            if agent_email is not None
-            else None,
+            outbound_number_enabled=number_enabled,
+            agent_by_id=_agent_from_snapshot(snaps[agent_ref.path]) if agent_ref else None,
+            agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email else None,
             consumer=self._consumer_from(tenant_id, consumer, snaps),
         )
 
@@ -328,30 +385,26 @@ class FirestoreStore:
         """
         wanted = email.casefold()
         agents = self._tenant(tenant_id).collection("agents")
+        exact = agents.where(filter=FieldFilter("email", "in", sorted({email, email.lower()})))
         try:
-            exact = agents.where(filter=FieldFilter("email", "in", sorted({email, email.lower()})))
-            for snaps in (
-                exact.limit(10).stream(timeout=self._timeout),
-                agents.stream(timeout=self._timeout),
-            ):
+            for snaps in (exact.limit(10).stream(), agents.stream()):
                 for snap in snaps:
                     agent = _agent_from_snapshot(snap)
-                    if (
-                        agent is not None
-                        and isinstance(agent.email, str)
-                        and agent.email.casefold() == wanted
-                    ):
+                    if agent is not None and (agent.email or "").casefold() == wanted:
                         return agent
-        except gexc.GoogleAPICallError as exc:
+        except _TRANSIENT as exc:
             raise _unavailable(exc) from exc
         return None
 
+    def _session_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("active_sessions").document(consumer)
+        )
+        return ref
+
     def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
-        tenant = self._tenant(tenant_id)
-        return [
-            tenant.collection("active_sessions").document(consumer),
-            tenant.collection("end_users").document(consumer),
-        ]
+        end_user = self._tenant(tenant_id).collection("end_users").document(consumer)
+        return [self._session_ref(tenant_id, consumer), end_user]
 
     def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
         session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
@@ -362,23 +415,34 @@ class FirestoreStore:
             else None
         )
         end_user = end_user_from(end_user_snap.to_dict()) if end_user_snap.exists else None
-        chat = None
-        if session is not None:
-            chat_snap = self._get_all([self._chat_ref(tenant_id, session.chat_id)])
-            [snap] = chat_snap.values()
-            chat = chat_from(snap.to_dict()) if snap.exists else None
+        chat = self._chat(tenant_id, session.chat_id) if session is not None else None
         return ConsumerState(session=session, end_user=end_user, chat=chat)
 
     def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
-        return self._consumer_from(
-            tenant_id, consumer, self._get_all(self._consumer_refs(tenant_id, consumer))
-        )
+        snaps = self._get_all(self._consumer_refs(tenant_id, consumer))
+        return self._consumer_from(tenant_id, consumer, snaps)
 
     def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
         ref: firestore.DocumentReference = (
             self._tenant(tenant_id).collection("chats").document(str(chat_id))
         )
         return ref
+
+    def _chat(self, tenant_id: str, chat_id: int) -> Chat | None:
+        [snap] = self._get_all([self._chat_ref(tenant_id, chat_id)]).values()
+        return chat_from(snap.to_dict(), snap.update_time) if snap.exists else None
+
+    def chat_and_session(
+        self, tenant_id: str, chat_id: int
+    ) -> tuple[Chat | None, ActiveSession | None]:
+        """A chat, and its consumer's mark where the chat is still marked active."""
+        chat = self._chat(tenant_id, chat_id)
+        if chat is None or not chat.active:
+            return chat, None
+        session_ref = self._session_ref(tenant_id, chat.end_user.phone_number)
+        [snap] = self._get_all([session_ref]).values()
+        session = session_from(snap.to_dict(), snap.update_time) if snap.exists else None
+        return chat, session
 
     # -- ids
 
@@ -388,20 +452,19 @@ class FirestoreStore:
     def _reserve_ids(self, tenant_id: str, kind: str, count: int) -> int:
         counter = self._tenant(tenant_id).collection("counters").document(kind)
 
-        @firestore.transactional
         def reserve(transaction: firestore.Transaction) -> int:
-            snap = counter.get(transaction=transaction, timeout=self._timeout)
-            first = (snap.to_dict() or {}).get("next_id", 1) if snap.exists else 1
+            snap = counter.get(transaction=transaction)
+            first = int((snap.to_dict() or {}).get("next_id", 1)) if snap.exists else 1
             transaction.set(counter, {"next_id": first + count})
-            return int(first)
+            return first
 
         try:
-            first: int = reserve(self._db.transaction())
-        except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
-            raise _unavailable(exc) from exc
+            first: int = self._transact(reserve)
+        except errors.LostRace as exc:  # the counter changed under the transaction
+            raise errors.BackendUnavailable(str(exc)) from exc
         return first
 
-    # -- the one write of a request
+    # -- writes
 
     def commit(self, plan: Plan) -> None:
         """Write everything the plan says in one transaction, or nothing.
@@ -411,14 +474,14 @@ class FirestoreStore:
         """
         tenant = self._tenant(plan.tenant_id)
         session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
+        chats = tenant.collection("chats")
 
-        @firestore.transactional
         def write(transaction: firestore.Transaction) -> None:
             if plan.new_end_user is not None:
                 transaction.create(end_user_ref, _end_user_doc(plan.new_end_user))
             if plan.finish is not None:
                 transaction.update(
-                    self._chat_ref(plan.tenant_id, plan.finish.chat_id),
+                    chats.document(str(plan.finish.chat_id)),
                     {
                         "status": "finished",
                         "ends_at": plan.finish.ends_at,
@@ -426,28 +489,99 @@ class FirestoreStore:
                     },
                 )
             if plan.new_chat is not None:
-                transaction.create(
-                    self._chat_ref(plan.tenant_id, plan.new_chat.id), _chat_doc(plan.new_chat)
-                )
-            message_ref = (
-                tenant.collection("chats")
-                .document(str(plan.message.chat_id))
-                .collection("messages")
-                .document()
-            )
-            transaction.create(message_ref, _message_doc(plan.message))
+                transaction.create(chats.document(str(plan.new_chat.id)), _chat_doc(plan.new_chat))
+            messages = chats.document(str(plan.message.chat_id)).collection("messages")
+            transaction.create(messages.document(), _message_doc(plan.message))
             if plan.session_version is None:
                 transaction.create(session_ref, _session_doc(plan.session))
             else:
                 transaction.update(
-                    session_ref,
-                    _session_doc(plan.session),
-                    option=self._db.write_option(last_update_time=plan.session_version),
+                    session_ref, _session_doc(plan.session), option=self._at(plan.session_version)
                 )
+            if plan.key is not None:
+                self._complete_key(transaction, plan.key)
 
+        self._transact(write)
+
+    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
+        """Record a chat as ended and free its consumer, if the chat is still as it was read."""
+
+        def write(transaction: firestore.Transaction) -> None:
+            transaction.update(
+                self._chat_ref(tenant_id, ended.id),
+                {
+                    "status": ended.status,
+                    "ends_at": ended.ends_at,
+                    "chat_duration": ended.chat_duration,
+                },
+                option=self._at(ended.version),
+            )
+            if session is not None:
+                session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
+                transaction.delete(session_ref, option=self._at(session.version))
+
+        self._transact(write)
+
+    def _at(self, version: Any) -> Any:
+        """The precondition: the document is still at ``version``."""
+        return self._db.write_option(last_update_time=version)
+
+    # -- idempotency keys
+
+    def _key_ref(self, tenant_id: str, key_id: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("idempotency_keys").document(key_id)
+        )
+        return ref
+
+    def read_key(self, tenant_id: str, key_id: str) -> StoredKey | None:
+        [snap] = self._get_all([self._key_ref(tenant_id, key_id)]).values()
+        if not snap.exists:
+            return None
+        data = snap.to_dict()
+        return StoredKey(
+            fingerprint=data["fingerprint"],
+            holder=data.get("holder") or "",
+            status=data.get("status"),
+            body=data.get("body"),
+            lease_expires_at=data["lease_expires_at"],
+            expires_at=data["expires_at"],
+            version=snap.update_time,
+        )
+
+    def claim_key(self, claim: Claim, record: StoredKey, replaces: StoredKey | None) -> Claim:
+        """Hold the key: create its record, or replace ``replaces`` if it is unchanged."""
+
+        def write(transaction: firestore.Transaction) -> None:
+            ref = self._key_ref(claim.tenant_id, claim.key_id)
+            if replaces is None:
+                transaction.create(ref, _key_doc(record))
+            else:
+                transaction.update(ref, _key_doc(record), option=self._at(replaces.version))
+
+        transaction = self._db.transaction(max_attempts=1)
         try:
-            write(self._db.transaction())
+            firestore.transactional(write)(transaction)
         except _LOST_RACE as exc:
-            raise errors.Conflict(str(exc)) from exc
-        except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
+            raise errors.LostRace(str(exc)) from exc
+        except _TRANSIENT as exc:
             raise _unavailable(exc) from exc
+        assert transaction.write_results is not None
+        return dataclasses.replace(claim, version=transaction.write_results[0].update_time)
+
+    def _complete_key(self, transaction: firestore.Transaction, completion: KeyCompletion) -> None:
+        claim = completion.claim
+        transaction.update(
+            self._key_ref(claim.tenant_id, claim.key_id),
+            {"status": completion.status, "body": completion.body},
+            option=self._at(claim.version),
+        )
+
+    def finish_key(self, completion: KeyCompletion) -> None:
+        """Record an answer that wrote nothing else (an error)."""
+        self._transact(lambda transaction: self._complete_key(transaction, completion))
+
+    def release_key(self, claim: Claim) -> None:
+        """Give the key up, so that a retry runs afresh."""
+        ref = self._key_ref(claim.tenant_id, claim.key_id)
+        self._transact(lambda transaction: transaction.delete(ref, option=self._at(claim.version)))

@@ -5,21 +5,22 @@ No HTTP and no Firestore here: the service is handed a store and a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import functools
-import random
-import time
+import secrets
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sms import errors, render, schemas
+from sms import deadline, errors, render, schemas
 from sms.domain import (
     ActiveSession,
     Agent,
     Chat,
+    Claim,
     ConsumerState,
     EndUser,
     Finish,
+    KeyCompletion,
     Lookup,
     Message,
     Participant,
@@ -27,9 +28,6 @@ from sms.domain import (
     Tenant,
 )
 from sms.errors import BadRequest
-
-ACTIVE_STATUSES = frozenset({"selecting", "assigned"})
-_T = TypeVar("_T")
 
 
 class Store(Protocol):
@@ -47,6 +45,12 @@ class Store(Protocol):
     def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]: ...
 
     def commit(self, plan: Plan) -> None: ...
+
+    def chat_and_session(
+        self, tenant_id: str, chat_id: int
+    ) -> tuple[Chat | None, ActiveSession | None]: ...
+
+    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None: ...
 
 
 def utc_now() -> dt.datetime:
@@ -80,8 +84,11 @@ class OutboundSms:
         self._clock = clock
         self._deadline_seconds = deadline_seconds
 
-    def send(self, tenant: Tenant, body: Any) -> dict[str, Any]:
-        """Validate, then open a session (or send on an agent's behalf); the chat document."""
+    def send(self, tenant: Tenant, body: Any, claim: Claim | None = None) -> str:
+        """Validate, then open a session (or send on an agent's behalf); the answer's JSON.
+
+        With ``claim``, the answer is recorded for its Idempotency-Key in the same commit.
+        """
         if not isinstance(body, dict):
             raise BadRequest(errors.BODY_NOT_OBJECT)
         loaded = schemas.load(body, tenant.allowed_regions)
@@ -94,8 +101,8 @@ class OutboundSms:
         failures.raise_before(errors.OUTBOUND_NUMBER_NOT_FOUND)
 
         values = loaded.values
-        deadline = _Deadline(self._deadline_seconds)
-        lookup = deadline.retry(
+        limit = deadline.current(self._deadline_seconds)
+        lookup = limit.retry(
             lambda: self._store.look_up(
                 tenant.id,
                 values["outbound_number"],
@@ -114,18 +121,26 @@ class OutboundSms:
         state = lookup.consumer
         while True:
             plan = self._decide(tenant, request, agent, state, now)
+            assert plan.answer is not None
+            answer = render.to_json(render.chat_document(plan.answer))
+            if claim is not None:
+                plan.key = KeyCompletion(claim, 200, answer)
             try:
-                deadline.retry(functools.partial(self._store.commit, plan))
-            except errors.Conflict:
-                # Another request changed this consumer's session first: decide again on
-                # what it wrote (usually: the consumer is now in an active session).
-                deadline.pause_after_conflict()
-                state = deadline.retry(
+                self._store.commit(plan)
+                return answer
+            except (errors.LostRace, errors.BackendUnavailable):
+                # Another request changed this consumer's session first, or the outcome of
+                # the commit is unknown. Read what is stored now: if it is this commit's own
+                # work, it landed after all; otherwise decide again on what is there.
+                limit.pause()
+                state = limit.retry(
                     lambda: self._store.consumer_state(tenant.id, request.end_user_number)
                 )
-                continue
-            assert plan.answer is not None
-            return render.chat_document(plan.answer)
+                if (
+                    state.session is not None
+                    and state.session.written_by == plan.session.written_by
+                ):
+                    return answer
 
     def _decide(
         self,
@@ -138,13 +153,13 @@ class OutboundSms:
         session, chat = state.session, state.chat
         if session is None:
             return self._open(tenant, request, agent, state, now)
-        if chat is None or chat.status not in ACTIVE_STATUSES:
+        if chat is None or not chat.active:
             # The mark outlived its session (ended elsewhere, or removed): replace it.
             return self._open(tenant, request, agent, state, now, replaces=session)
         expires_at = session.expires_at(tenant.session_timeout_seconds)
         if now >= expires_at:
-            duration = int((expires_at - chat.created_at).total_seconds())
-            finish = Finish(chat.id, ends_at=expires_at, chat_duration=max(duration, 0))
+            ended = chat.ended(expires_at)
+            finish = Finish(chat.id, ends_at=expires_at, chat_duration=ended.chat_duration)
             return self._open(tenant, request, agent, state, now, replaces=session, finish=finish)
         if (
             agent is not None
@@ -155,7 +170,9 @@ class OutboundSms:
                 tenant_id=tenant.id,
                 consumer=request.end_user_number,
                 message=_message(chat.id, request, agent, now),
-                session=_replace_activity(session, now),
+                session=dataclasses.replace(
+                    session, last_activity_at=now, written_by=_write_id(), version=None
+                ),
                 session_version=session.version,
                 answer=chat,
             )
@@ -207,6 +224,7 @@ class OutboundSms:
             agent_ids=(agent.id,) if agent else (),
             created_at=now,
             last_activity_at=now,
+            written_by=_write_id(),
         )
         return Plan(
             tenant_id=tenant.id,
@@ -240,6 +258,11 @@ def _named_agent(request: schemas.OutboundSmsRequest, lookup: Lookup) -> Agent |
     return named
 
 
+def _write_id() -> str:
+    """A token naming one commit, so that a retry can recognise its own write."""
+    return secrets.token_hex(8)
+
+
 def _message(
     chat_id: int, request: schemas.OutboundSmsRequest, agent: Agent | None, now: dt.datetime
 ) -> Message:
@@ -253,37 +276,55 @@ def _message(
     )
 
 
-def _replace_activity(session: ActiveSession, now: dt.datetime) -> ActiveSession:
-    return ActiveSession(
-        chat_id=session.chat_id,
-        outbound_number=session.outbound_number,
-        agent_ids=session.agent_ids,
-        created_at=session.created_at,
-        last_activity_at=now,
-    )
+class ChatSessions:
+    """GET and PATCH /apps/api/v1/chats/{id}: a session as it stands, and ending it."""
 
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], dt.datetime] = utc_now,
+        deadline_seconds: float = 8.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._deadline_seconds = deadline_seconds
 
-class _Deadline:
-    """The time one request may spend on the store before it answers 503."""
+    def get(self, tenant: Tenant, chat_id: int) -> str:
+        """The chat document as it stands now."""
+        limit = deadline.current(self._deadline_seconds)
+        chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
+        if chat is None:
+            raise errors.NotFound()
+        return render.to_json(render.chat_document(_as_of(tenant, chat, session, self._clock())))
 
-    def __init__(self, seconds: float) -> None:
-        self._ends = time.monotonic() + seconds
-        self._delay = 0.05
-
-    def _sleep(self) -> None:
-        remaining = self._ends - time.monotonic()
-        if remaining <= 0:
-            raise errors.ServiceUnavailable(retry_after_seconds=1)
-        time.sleep(min(remaining, random.uniform(0, self._delay)))  # noqa: S311 jitter, not secrets
-        self._delay = min(self._delay * 2, 1.0)
-
-    def retry(self, call: Callable[[], _T]) -> _T:
-        """Run ``call``, retrying with jittered backoff while the store is unavailable."""
+    def end(self, tenant: Tenant, chat_id: int, body: Any) -> str:
+        """Finish an active session and free its consumer; the ended chat's document."""
+        limit = deadline.current(self._deadline_seconds)
+        now = self._clock()
         while True:
+            chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
+            if chat is None:
+                raise errors.NotFound()
+            if not isinstance(body, dict) or body.get("status") != "finished":
+                raise BadRequest(errors.STATUS_MUST_BE_FINISHED)
+            current = _as_of(tenant, chat, session, now)
+            if not current.active:
+                if current.ends_at == now:
+                    return render.to_json(render.chat_document(current))  # this request's own end
+                raise BadRequest(errors.CHAT_ALREADY_ENDED)
+            ended = chat.ended(now)
+            mark = session if session is not None and session.chat_id == chat.id else None
             try:
-                return call()
-            except errors.BackendUnavailable:
-                self._sleep()
+                self._store.end_chat(tenant.id, ended, mark)
+                return render.to_json(render.chat_document(ended))
+            except (errors.LostRace, errors.BackendUnavailable):
+                limit.pause()  # read again: ended meanwhile, by someone else or by this commit
 
-    def pause_after_conflict(self) -> None:
-        self._sleep()
+
+def _as_of(tenant: Tenant, chat: Chat, session: ActiveSession | None, now: dt.datetime) -> Chat:
+    """The chat as it stands at ``now``: a session idle past the tenant's timeout has ended."""
+    if chat.active and session is not None and session.chat_id == chat.id:
+        expires_at = session.expires_at(tenant.session_timeout_seconds)
+        if now >= expires_at:
+            return chat.ended(expires_at)
+    return chat

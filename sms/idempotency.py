@@ -1,0 +1,138 @@
+"""Idempotency-Key (SPEC 10.1): a retried request gets the first answer, not a second session.
+
+A request with a key first claims it (a document written with a precondition, so that only
+one request can hold it). The holder runs; its answer is recorded for the key in the same
+commit as the session it produced, so no crash can leave one without the other. An error
+answer (4xx) is recorded on its own; a 5xx releases the claim so that a retry runs afresh.
+A holder that died is recognised by its lease running out, and the key is claimed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sms import deadline, errors, render
+from sms.domain import Claim, KeyCompletion, StoredKey
+
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # 1 to 255 visible ASCII characters
+LIFETIME = dt.timedelta(hours=24)
+
+
+class KeyStore(Protocol):
+    def read_key(self, tenant_id: str, key_id: str) -> StoredKey | None: ...
+
+    def claim_key(self, claim: Claim, record: StoredKey, replaces: StoredKey | None) -> Claim: ...
+
+    def finish_key(self, completion: KeyCompletion) -> None: ...
+
+    def release_key(self, claim: Claim) -> None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+    replayed: bool = False
+
+
+def key_id(key: str) -> str:
+    """The key's digest: a document id whatever characters the key has."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def fingerprint(body: Any) -> str:
+    """A digest of the request body, compared as parsed JSON (key order and spacing ignored)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def raw_fingerprint(data: bytes) -> str:
+    """A digest of a body that is not JSON: compared byte for byte."""
+    return hashlib.sha256(b"raw\0" + data).hexdigest()
+
+
+def parse_key(header: str | None) -> str | None:
+    """The Idempotency-Key header's value, None when absent; 400 when malformed."""
+    if header is None:
+        return None
+    if not KEY_PATTERN.fullmatch(header):
+        raise errors.BadRequest(errors.IDEMPOTENCY_KEY_INVALID)
+    return header
+
+
+class Idempotency:
+    def __init__(
+        self,
+        store: KeyStore,
+        clock: Callable[[], dt.datetime],
+        deadline_seconds: float,
+        lease: dt.timedelta,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._deadline_seconds = deadline_seconds
+        self._lease = lease
+
+    def run(self, tenant_id: str, key: str, digest: str, handle: Callable[[Claim], str]) -> Answer:
+        """The answer for this key: replayed if recorded, else ``handle``'s, then recorded."""
+        claimed = self._claim(tenant_id, key_id(key), digest)
+        if isinstance(claimed, Answer):
+            return claimed
+        try:
+            return Answer(200, handle(claimed))
+        except errors.ApiError as error:
+            if error.status >= 500:
+                self._release(claimed)
+                raise
+            body = render.to_json({"message": error.message})
+            # If this fails, the claim's lease runs out and a retry runs afresh.
+            with contextlib.suppress(errors.LostRace, errors.BackendUnavailable):
+                self._store.finish_key(KeyCompletion(claimed, error.status, body))
+            raise
+        except BaseException:
+            self._release(claimed)
+            raise
+
+    def _claim(self, tenant_id: str, kid: str, digest: str) -> Claim | Answer:
+        limit = deadline.current(self._deadline_seconds)
+        holder = secrets.token_hex(8)
+        while True:
+            stored = limit.retry(lambda: self._store.read_key(tenant_id, kid))
+            now = self._clock()
+            if stored is not None and stored.holder == holder and stored.status is None:
+                # A claim whose answer was lost in transit, but which landed: it is ours.
+                return Claim(tenant_id, kid, digest, holder=holder, version=stored.version)
+            if stored is not None and now < stored.expires_at:
+                if stored.fingerprint != digest:
+                    raise errors.Unprocessable(errors.IDEMPOTENCY_KEY_REUSED)
+                if stored.status is not None and stored.body is not None:
+                    return Answer(stored.status, stored.body, replayed=True)
+                if now < stored.lease_expires_at:
+                    raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS)
+                # The first request died while holding the key: take it over.
+            claim = Claim(tenant_id=tenant_id, key_id=kid, fingerprint=digest, holder=holder)
+            record = StoredKey(
+                fingerprint=digest,
+                holder=holder,
+                status=None,
+                body=None,
+                lease_expires_at=now + self._lease,
+                expires_at=now + LIFETIME,
+            )
+            try:
+                return limit.retry(functools.partial(self._store.claim_key, claim, record, stored))
+            except errors.LostRace:
+                limit.pause()  # another request claimed it first: look again
+
+    def _release(self, claim: Claim) -> None:
+        with contextlib.suppress(errors.LostRace, errors.BackendUnavailable):
+            self._store.release_key(claim)  # if this fails, the lease runs out instead
