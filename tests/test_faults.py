@@ -180,7 +180,7 @@ def assert_every_answer_bounded_and_well_formed(outcomes: list[Outcome]) -> None
             assert outcome.body == {"message": ACTIVE}
         if outcome.status == 503:
             assert set(outcome.body) == {"message"}
-            assert outcome.retry_after is not None and int(outcome.retry_after) >= 1
+            assert int(outcome.retry_after or 0) >= 1
 
 
 def assert_every_stored_session_is_whole(db: firestore.Client, tenant: Tenant) -> int:
@@ -191,7 +191,8 @@ def assert_every_stored_session_is_whole(db: firestore.Client, tenant: Tenant) -
     for chat_id, chat in chats.items():
         number = chat["end_user_number"]
         end_user = base.collection("end_users").document(number).get()
-        assert end_user.exists and end_user.get("id") == chat["end_user"]["id"], chat_id
+        assert end_user.exists, chat_id
+        assert end_user.get("id") == chat["end_user"]["id"], chat_id
         messages = base.collection("chats").document(str(chat_id)).collection("messages")
         assert list(messages.limit(1).stream()), chat_id
         if chat["status"] in ("selecting", "assigned"):
@@ -244,7 +245,8 @@ def test_requests_answer_503_while_the_emulator_is_down_and_succeed_after_it_res
     )
     assert down.status_code == 503
     assert time.monotonic() - began < ANSWER_WITHIN_SECONDS
-    assert set(down.json()) == {"message"} and down.headers["Retry-After"]
+    assert set(down.json()) == {"message"}
+    assert int(down.headers["Retry-After"]) >= 1
 
     backend.start_emulator()  # empty again: the emulator keeps its data in memory
     tenant = seed(backend, "restarted")
