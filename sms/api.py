@@ -15,7 +15,7 @@ import flask
 
 from sms import credentials, deadline, errors, idempotency, render
 from sms.config import settings
-from sms.domain import Claim, Tenant
+from sms.domain import SUBDOMAIN, Claim, Tenant
 from sms.errors import ApiError
 from sms.idempotency import Idempotency, KeyStore
 from sms.repository import FirestoreStore
@@ -27,8 +27,6 @@ SMS_PATH = "/apps/api/v1/sms"
 # A chat id: a positive integer, of no more digits than a stored id can have.
 _CHAT_PATH = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 MAX_BODY_BYTES = 64 * 1024
-# Tenant subdomains: a DNS label. Anything else cannot name a tenant document.
-_SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 # A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -100,7 +98,7 @@ def _credentials(request: flask.Request) -> tuple[str, str]:
     except (binascii.Error, ValueError) as exc:
         raise errors.Unauthorized() from exc
     username, colon, password = decoded.partition(":")
-    if not colon or not password or not _SUBDOMAIN.fullmatch(username):
+    if not colon or not password or not SUBDOMAIN.fullmatch(username):
         raise errors.Unauthorized()
     return username, password
 

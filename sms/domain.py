@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +15,8 @@ DEFAULT_SESSION_TIMEOUT_SECONDS = 86400
 DEFAULT_ALLOWED_REGIONS: tuple[str, ...] = ("US",)
 
 ACTIVE_STATUSES = frozenset({"selecting", "assigned"})
+# A tenant's subdomain: one DNS label. Nothing else can name a tenant document.
+SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 
 # A version is whatever the store uses to detect concurrent change (Firestore: update_time).
 Version = Any

@@ -3,14 +3,15 @@
     python -m sms.devtools.run_local [--port 8080] [--once]
 
 Starts the emulator, configures the tenant "demo" (an outbound number, agent 1 and an API
-token) through the documents of SPEC section 7, serves the function with functions-framework
-and prints a curl command that works. Ctrl-C stops the server and the emulator. With
+token) with the admin command line (python -m sms.admin), serves the function with
+functions-framework and prints a curl command that works. Ctrl-C stops the server and the emulator. With
 ``--once`` it sends that request itself, prints the answer, and stops: a check of the setup.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -22,13 +23,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from google.cloud import firestore
-
 from sms.devtools.emulator import Emulator, free_port, wait_until
-from sms.devtools.seed import DEMO_AGENT, TenantSeed
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-sms-local"
+# The demo tenant, configured as an operator would.
+DEMO_SETUP = (
+    ["tenants", "create", "demo"],
+    ["numbers", "add", "demo", "+1 628-555-0199"],
+    ["agents", "add", "demo", "1", "--email", "john.doe@foo.com", "--first-name", "John",
+     "--last-name", "Doe", "--agent-number", "9", "--avatar-url", "https://foobar.com/johndoe"],
+    ["credentials", "create", "demo", "--name", "demo"],
+)  # fmt: skip
 DEMO_BODY = (
     '{"chat_type": "Messaging (SMS)", "end_user_number": "+1 415-555-0100", '
     '"outbound_number": "+1 628-555-0199", "message": "Your order has shipped.", "agentId": 1}'
@@ -50,6 +56,21 @@ def _port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _configure_demo(env: dict[str, str]) -> str:
+    """Configure the demo tenant with the admin command line; the API token it printed."""
+    print("Configuring the tenant 'demo':", flush=True)
+    answer = ""
+    for command in DEMO_SETUP:
+        argv = [sys.executable, "-m", "sms.admin", *command]
+        print("  " + shlex.join(["python", "-m", "sms.admin", *command]), flush=True)
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{shlex.join(command)} failed: {done.stderr.strip()}")
+        answer = done.stdout
+    token: str = json.loads(answer)["token"]
+    return token
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
@@ -69,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "FIRESTORE_EMULATOR_HOST": emulator.host_port,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
         }
-        os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.host_port)
-        demo = TenantSeed(id="demo", agents={1: dict(DEMO_AGENT)})
-        demo.write(firestore.Client(project=PROJECT))
+        token = _configure_demo(env)
 
         url = f"http://127.0.0.1:{args.port}"
         server = subprocess.Popen(
@@ -94,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "curl",
             "-sS",
             "-u",
-            f"demo:{demo.token}",
+            f"demo:{token}",
             "-H",
             "Content-Type: application/json",
             "-d",
@@ -107,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             + " with the Firestore emulator at "
             + emulator.host_port
             + ".\nTenant 'demo': outbound number +16285550199, agent 1 "
-            "(john.doe@foo.com), API token "
-            + demo.token
-            + "\n\nTry:\n\n  "
-            + shlex.join(curl)
-            + "\n",
+            "(john.doe@foo.com), API token " + token + "\n\nTry:\n\n  " + shlex.join(curl) + "\n",
             flush=True,
         )
         if args.once:

@@ -1,0 +1,4 @@
+"""The operators' command line: tenants, outbound numbers, agents and API credentials.
+
+python -m sms.admin --help
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from sms.admin.cli import main
+
+sys.exit(main())

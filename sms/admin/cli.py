@@ -1,0 +1,536 @@
+"""python -m sms.admin: configure tenants in Firestore, as SPEC section 7 describes them.
+
+Works against the Firestore emulator when FIRESTORE_EMULATOR_HOST is set, and against a real
+project otherwise (Application Default Credentials: `gcloud auth application-default login`).
+Every input is checked before anything is written: a command either does all it says or
+changes nothing, and says why on stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import phonenumbers
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exceptions
+from google.cloud import firestore
+
+from sms import credentials, phone
+from sms.admin.store import ConfigStore, Exists, Missing
+from sms.domain import (
+    DEFAULT_ALLOWED_REGIONS,
+    DEFAULT_LANG,
+    DEFAULT_SESSION_TIMEOUT_SECONDS,
+    SUBDOMAIN,
+)
+
+EXIT_INVALID = 2  # bad input (argparse uses 2 as well)
+EXIT_STATE = 1  # the store is not as the command needs (missing, exists, unreachable)
+
+_LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_URL = re.compile(r"https?://\S+")
+_MAX_TIMEOUT_SECONDS = 365 * 86400
+
+
+class Invalid(Exception):
+    """An input the command refuses; nothing has been written."""
+
+
+# ---- checking inputs -------------------------------------------------------------------
+
+
+def subdomain(value: str) -> str:
+    if not SUBDOMAIN.fullmatch(value):
+        raise Invalid(f"{value!r} is not a subdomain (letters, digits, '-' and '_', 1 to 63)")
+    return value
+
+
+def positive_int(what: str, value: str, maximum: int | None = None) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) <= 0:
+        raise Invalid(f"{what} must be a positive whole number, got {value!r}")
+    if maximum is not None and int(value) > maximum:
+        raise Invalid(f"{what} must be at most {maximum}, got {value}")
+    return int(value)
+
+
+def regions(value: str) -> list[str]:
+    names = [name.strip().upper() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in phonenumbers.SUPPORTED_REGIONS]
+    if not names or unknown:
+        raise Invalid(f"allowed regions must be ISO region codes such as US,CA; not {value!r}")
+    return names
+
+
+def ticket_url_template(value: str) -> str:
+    if not _URL.fullmatch(value) or "{ticket_id}" not in value:
+        raise Invalid(f"ticket URL template must be an http(s) URL with {{ticket_id}}: {value!r}")
+    return value
+
+
+def lang(value: str) -> str:
+    if not _LANG.fullmatch(value):
+        raise Invalid(f"{value!r} is not a language tag such as en or pt-BR")
+    return value
+
+
+def email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise Invalid(f"{value!r} is not an email address")
+    return value
+
+
+def url(value: str) -> str:
+    if not _URL.fullmatch(value):
+        raise Invalid(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def number(value: str, allowed: Sequence[str]) -> str:
+    """A phone number as the API will judge it for this tenant, in E.164."""
+    judgement = phone.judge(value, allowed)
+    if judgement.e164 is None:
+        reason = {
+            phone.Verdict.MISSING: "is empty",
+            phone.Verdict.INVALID: "is not a valid phone number",
+            phone.Verdict.FOREIGN: f"is outside the tenant's allowed regions {list(allowed)}",
+        }[judgement.verdict]
+        raise Invalid(f"{value!r} {reason}")
+    return judgement.e164
+
+
+def _allowed_regions(tenant: dict[str, Any]) -> list[str]:
+    stored = tenant.get("allowed_regions")
+    if isinstance(stored, list) and stored and all(isinstance(r, str) for r in stored):
+        return [r.upper() for r in stored]
+    return list(DEFAULT_ALLOWED_REGIONS)
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+def _tenant_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The tenant fields the command line names, checked."""
+    fields: dict[str, Any] = {}
+    if args.sms_enabled is not None:
+        fields["sms_enabled"] = args.sms_enabled
+    if args.outbound_sms_enabled is not None:
+        fields["outbound_sms_enabled"] = args.outbound_sms_enabled
+    if args.lang is not None:
+        fields["lang"] = lang(args.lang)
+    if args.session_timeout_seconds is not None:
+        fields["session_timeout_seconds"] = positive_int(
+            "session timeout", args.session_timeout_seconds, _MAX_TIMEOUT_SECONDS
+        )
+    if args.allowed_regions is not None:
+        fields["allowed_regions"] = regions(args.allowed_regions)
+    if args.ticket_url_template is not None:
+        fields["ticket_url_template"] = ticket_url_template(args.ticket_url_template)
+    return fields
+
+
+def tenants_create(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    fields = {
+        "sms_enabled": True,
+        "outbound_sms_enabled": True,
+        "lang": DEFAULT_LANG,
+        "session_timeout_seconds": DEFAULT_SESSION_TIMEOUT_SECONDS,
+        "allowed_regions": list(DEFAULT_ALLOWED_REGIONS),
+        **_tenant_settings(args),
+    }
+    store.create(store.tenant(tenant_id), fields, f"tenant {tenant_id!r}")
+    return {"tenant": tenant_id, **fields}
+
+
+def tenants_update(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    fields = _tenant_settings(args)
+    if args.clear_ticket_url_template:
+        if "ticket_url_template" in fields:
+            raise Invalid("give --ticket-url-template or --clear-ticket-url-template, not both")
+        fields["ticket_url_template"] = firestore.DELETE_FIELD
+    if not fields:
+        raise Invalid("nothing to update: name at least one setting (see --help)")
+    current = store.require_tenant(tenant_id)
+    if "allowed_regions" in fields:
+        _check_numbers_allowed(store, tenant_id, fields["allowed_regions"])
+    store.update(store.tenant(tenant_id), fields, f"tenant {tenant_id!r}")
+    shown = {**current, **fields}
+    if args.clear_ticket_url_template:
+        del shown["ticket_url_template"]
+    return {"tenant": tenant_id, **_ordered(shown)}
+
+
+def _check_numbers_allowed(store: ConfigStore, tenant_id: str, allowed: list[str]) -> None:
+    """Refuse regions that would leave one of the tenant's own outbound numbers foreign."""
+    for e164, _ in store.documents(tenant_id, "outbound_numbers"):
+        number(e164, allowed)
+
+
+_SETTINGS = (
+    "sms_enabled",
+    "outbound_sms_enabled",
+    "lang",
+    "session_timeout_seconds",
+    "allowed_regions",
+    "ticket_url_template",
+)
+
+
+def _ordered(settings: dict[str, Any]) -> dict[str, Any]:
+    """A tenant's settings in the order of SPEC section 7, then anything else stored."""
+    known = {name: settings[name] for name in _SETTINGS if name in settings}
+    return {**known, **{k: v for k, v in sorted(settings.items()) if k not in known}}
+
+
+def tenants_show(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    settings = store.require_tenant(tenant_id)
+    return {
+        "tenant": tenant_id,
+        **_ordered(settings),
+        "outbound_numbers": _numbers(store, tenant_id),
+        "agents": _agents(store, tenant_id),
+        "api_credentials": _credentials(store, tenant_id),
+    }
+
+
+def tenants_list(store: ConfigStore, args: argparse.Namespace) -> Any:
+    return store.list_tenants()
+
+
+def _numbers(store: ConfigStore, tenant_id: str) -> list[dict[str, Any]]:
+    return [
+        {"number": e164, "sms_enabled": data.get("sms_enabled") is not False}
+        for e164, data in sorted(store.documents(tenant_id, "outbound_numbers"))
+    ]
+
+
+def numbers_add(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    allowed = _allowed_regions(store.require_tenant(tenant_id))
+    e164 = number(args.number, allowed)
+    data = {"sms_enabled": not args.disabled}
+    store.create(store.number(tenant_id, e164), data, f"outbound number {e164}")
+    return {"tenant": tenant_id, "number": e164, **data}
+
+
+def numbers_list(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    store.require_tenant(tenant_id)
+    return _numbers(store, tenant_id)
+
+
+def numbers_remove(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    allowed = _allowed_regions(store.require_tenant(tenant_id))
+    e164 = number(args.number, allowed)
+    store.remove(store.number(tenant_id, e164), f"outbound number {e164}")
+    return {"tenant": tenant_id, "removed": e164}
+
+
+_AGENT_FIELDS = ("agent_number", "email", "name", "first_name", "last_name", "avatar_url")
+
+
+def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if args.agent_number is not None:
+        fields["agent_number"] = positive_int("agent number", args.agent_number)
+    if args.email is not None:
+        fields["email"] = email(args.email)
+    for name in ("name", "first_name", "last_name"):
+        value = getattr(args, name)
+        if value is not None:
+            if not value.strip():
+                raise Invalid(f"{name.replace('_', ' ')} must not be empty")
+            fields[name] = value.strip()
+    if args.avatar_url is not None:
+        fields["avatar_url"] = url(args.avatar_url)
+    return fields
+
+
+def _agents(store: ConfigStore, tenant_id: str) -> list[dict[str, Any]]:
+    agents = []
+    for agent_id, data in store.documents(tenant_id, "agents"):
+        agents.append({"id": int(agent_id) if agent_id.isdigit() else agent_id, **data})
+    return sorted(agents, key=lambda a: (not isinstance(a["id"], int), str(a["id"]).zfill(20)))
+
+
+def agents_add(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    agent_id = positive_int("agent id", args.agent_id)
+    fields = _agent_fields(args)
+    if "email" not in fields:
+        raise Invalid("an agent needs --email")
+    if "name" not in fields and ("first_name" in fields or "last_name" in fields):
+        parts = (fields.get("first_name"), fields.get("last_name"))
+        fields["name"] = " ".join(p for p in parts if p)
+    store.require_tenant(tenant_id)
+    _check_email_free(store, tenant_id, agent_id, fields["email"])
+    store.create(store.agent(tenant_id, agent_id), fields, f"agent {agent_id}")
+    return {"tenant": tenant_id, "id": agent_id, **fields}
+
+
+def _check_email_free(store: ConfigStore, tenant_id: str, agent_id: int, address: str) -> None:
+    """An email names one agent: the API finds agents by it."""
+    for other_id, data in store.documents(tenant_id, "agents"):
+        other = data.get("email")
+        taken = isinstance(other, str) and other.casefold() == address.casefold()
+        if taken and other_id != str(agent_id):
+            raise Invalid(f"{address} is already the email of agent {other_id}")
+
+
+def agents_update(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    agent_id = positive_int("agent id", args.agent_id)
+    fields = _agent_fields(args)
+    if not fields:
+        raise Invalid("nothing to update: name at least one field (see --help)")
+    store.require_tenant(tenant_id)
+    if "email" in fields:
+        _check_email_free(store, tenant_id, agent_id, fields["email"])
+    store.update(store.agent(tenant_id, agent_id), fields, f"agent {agent_id}")
+    return {"tenant": tenant_id, "id": agent_id, "updated": sorted(fields)}
+
+
+def agents_list(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    store.require_tenant(tenant_id)
+    return _agents(store, tenant_id)
+
+
+def agents_remove(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    agent_id = positive_int("agent id", args.agent_id)
+    store.require_tenant(tenant_id)
+    store.remove(store.agent(tenant_id, agent_id), f"agent {agent_id}")
+    return {"tenant": tenant_id, "removed": agent_id}
+
+
+def _credentials(store: ConfigStore, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's credentials: never their tokens, nor even the tokens' hashes."""
+    return [
+        {
+            "id": credential_id,
+            "name": data.get("name"),
+            "enabled": data.get("enabled") is True,
+            "created_at": _iso(data.get("created_at")),
+            "rotated_at": _iso(data.get("rotated_at")),
+        }
+        for credential_id, data in sorted(store.documents(tenant_id, "api_credentials"))
+    ]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def credentials_create(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    name = args.name.strip()
+    if not name:
+        raise Invalid("a credential needs a name")
+    store.require_tenant(tenant_id)
+    token = credentials.new_token()
+    credential_id = secrets.token_hex(8)
+    store.create(
+        store.credential(tenant_id, credential_id),
+        {
+            "name": name,
+            "token_sha256": credentials.hash_token(token),
+            "enabled": True,
+            "created_at": store.now(),
+        },
+        f"credential {credential_id}",
+    )
+    return {"tenant": tenant_id, "id": credential_id, "name": name, "token": token}
+
+
+def _credential_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+        raise Invalid(f"{value!r} is not a credential id (see: credentials list)")
+    return value
+
+
+def _set_enabled(enabled: bool) -> Callable[[ConfigStore, argparse.Namespace], Any]:
+    def command(store: ConfigStore, args: argparse.Namespace) -> Any:
+        tenant_id = subdomain(args.subdomain)
+        credential_id = _credential_id(args.credential_id)
+        ref = store.credential(tenant_id, credential_id)
+        store.update(ref, {"enabled": enabled}, f"credential {credential_id}")
+        return {"tenant": tenant_id, "id": credential_id, "enabled": enabled}
+
+    return command
+
+
+def credentials_rotate(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    credential_id = _credential_id(args.credential_id)
+    token = credentials.new_token()
+    store.update(
+        store.credential(tenant_id, credential_id),
+        {"token_sha256": credentials.hash_token(token), "rotated_at": store.now()},
+        f"credential {credential_id}",
+    )
+    return {"tenant": tenant_id, "id": credential_id, "token": token}
+
+
+# ---- the parser ---------------------------------------------------------------------------
+
+
+def _tenant_options(parser: argparse.ArgumentParser) -> None:
+    bool_opt = argparse.BooleanOptionalAction
+    parser.add_argument("--sms-enabled", action=bool_opt, help="SMS on or off")
+    parser.add_argument("--outbound-sms-enabled", action=bool_opt, help="outbound SMS on or off")
+    parser.add_argument("--lang", help="language of the tenant's chats (default en)")
+    parser.add_argument(
+        "--session-timeout-seconds",
+        metavar="SECONDS",
+        help="idle time after which a session ends (default 86400)",
+    )
+    parser.add_argument(
+        "--allowed-regions",
+        metavar="CODES",
+        help="comma-separated regions numbers may belong to (default US)",
+    )
+    parser.add_argument(
+        "--ticket-url-template",
+        metavar="URL",
+        help="CRM link of a ticket, with {ticket_id}, e.g. https://crm.example.com/t/{ticket_id}",
+    )
+
+
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--email", help="the agent's email (how requests may name the agent)")
+    parser.add_argument("--name", help="display name (default: first and last name)")
+    parser.add_argument("--first-name")
+    parser.add_argument("--last-name")
+    parser.add_argument("--agent-number", metavar="N", help="the agent's number")
+    parser.add_argument("--avatar-url", metavar="URL")
+
+
+_Actions = Any  # what argparse's add_subparsers returns
+
+
+def _command(
+    actions: _Actions, name: str, run: Callable[..., Any], help_text: str, *positionals: str
+) -> argparse.ArgumentParser:
+    sub: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(run=run)
+    for positional in positionals:
+        sub.add_argument(positional, metavar=positional.upper())
+    return sub
+
+
+def _tenant_commands(actions: _Actions) -> None:
+    sub = _command(
+        actions, "create", tenants_create, "Create a tenant (SMS on unless told off).", "subdomain"
+    )
+    _tenant_options(sub)
+    sub = _command(actions, "update", tenants_update, "Change settings of a tenant.", "subdomain")
+    _tenant_options(sub)
+    sub.add_argument("--clear-ticket-url-template", action="store_true", help="remove the link")
+    _command(
+        actions,
+        "show",
+        tenants_show,
+        "Show a tenant with numbers, agents, credentials.",
+        "subdomain",
+    )
+    _command(actions, "list", tenants_list, "List the tenants' subdomains.")
+
+
+def _number_commands(actions: _Actions) -> None:
+    sub = _command(
+        actions, "add", numbers_add, "Add an outbound number (any format).", "subdomain", "number"
+    )
+    sub.add_argument("--disabled", action="store_true", help="add it switched off")
+    _command(actions, "list", numbers_list, "List a tenant's outbound numbers.", "subdomain")
+    _command(actions, "remove", numbers_remove, "Remove an outbound number.", "subdomain", "number")
+
+
+def _agent_commands(actions: _Actions) -> None:
+    for name, run, text in (
+        ("add", agents_add, "Add an agent with its id and email."),
+        ("update", agents_update, "Change an agent's details."),
+    ):
+        _agent_options(_command(actions, name, run, text, "subdomain", "agent_id"))
+    _command(actions, "list", agents_list, "List a tenant's agents.", "subdomain")
+    _command(actions, "remove", agents_remove, "Remove an agent.", "subdomain", "agent_id")
+
+
+def _credential_commands(actions: _Actions) -> None:
+    sub = _command(
+        actions, "create", credentials_create, "Create a credential; prints its token once.",
+        "subdomain",
+    )  # fmt: skip
+    sub.add_argument("--name", default="api", help="what the credential is for (default api)")
+    _command(actions, "list", _list_credentials, "List credentials, never tokens.", "subdomain")
+    for name, run, text in (
+        ("disable", _set_enabled(False), "Disable a credential: its token stops working."),
+        ("enable", _set_enabled(True), "Enable a disabled credential again."),
+        ("rotate", credentials_rotate, "Give a credential a new token; the old one stops working."),
+    ):
+        _command(actions, name, run, text, "subdomain", "credential_id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sms.admin",
+        description="Configure the tenants of the Outbound SMS API in Firestore.",
+        epilog="Against the emulator: set FIRESTORE_EMULATOR_HOST. Against a project: "
+        "gcloud auth application-default login, then --project or GOOGLE_CLOUD_PROJECT.",
+    )
+    parser.add_argument("--project", help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)")
+    parser.add_argument("--database", help="Firestore database (default: FIRESTORE_DATABASE)")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    for name, text, add in (
+        ("tenants", "Tenants: one per customer company, named by its subdomain.", _tenant_commands),
+        ("numbers", "Outbound numbers: the tenant's numbers that may send SMS.", _number_commands),
+        ("agents", "Agents: who a session can be assigned to.", _agent_commands),
+        ("credentials", "API credentials: the tokens clients sign in with.", _credential_commands),
+    ):
+        group = groups.add_parser(name, help=text, description=text)
+        add(group.add_subparsers(dest="action", required=True, metavar="ACTION"))
+    return parser
+
+
+def _list_credentials(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    store.require_tenant(tenant_id)
+    return _credentials(store, tenant_id)
+
+
+def _client(args: argparse.Namespace) -> firestore.Client:
+    project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    database = args.database or os.environ.get("FIRESTORE_DATABASE") or "(default)"
+    return firestore.Client(project=project, database=database)
+
+
+def main(argv: Sequence[str] | None = None, client: firestore.Client | None = None) -> int:
+    """Run one command; the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        store = ConfigStore(client or _client(args))
+        result = args.run(store, args)
+    except Invalid as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_INVALID
+    except (Missing, Exists) as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_STATE
+    except (gexc.GoogleAPICallError, gexc.RetryError, auth_exceptions.GoogleAuthError) as exc:
+        print(f"error: Firestore could not be used: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
+    if isinstance(result, dict) and "token" in result:
+        print("The token is shown only this once: store it now.", file=sys.stderr)
+    return 0
