@@ -4,8 +4,9 @@
 
 Starts the emulator, configures the tenant "demo" (an outbound number, agent 1 and an API
 token) with the admin command line (python -m sms.admin), serves the function with
-functions-framework and prints a curl command that works. Ctrl-C stops the server and the emulator. With
-``--once`` it sends that request itself, prints the answer, and stops: a check of the setup.
+functions-framework and prints a curl command that works. Ctrl-C stops the server and the
+emulator. With ``--once`` it sends that request itself, prints the answer, and stops: a check
+of the setup.
 """
 
 from __future__ import annotations
