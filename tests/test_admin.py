@@ -1,0 +1,278 @@
+"""The admin command line against the emulator: what it writes, what it refuses, and a tenant
+configured with it alone serving a request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, basic, count_documents
+from sms import credentials
+from sms.admin.cli import main
+
+Admin = Callable[..., tuple[int, Any, str]]
+
+
+@pytest.fixture
+def admin(db: firestore.Client, capsys: pytest.CaptureFixture[str]) -> Admin:
+    """Run one command in-process; its exit status, its JSON output and its stderr."""
+
+    def run(*argv: str) -> tuple[int, Any, str]:
+        status = main(list(argv), client=db)
+        out, err = capsys.readouterr()
+        return status, json.loads(out) if out.strip() else None, err
+
+    return run
+
+
+@pytest.fixture
+def name() -> str:
+    return f"op{uuid.uuid4().hex[:12]}"
+
+
+def configure(admin: Admin, name: str) -> str:
+    """A tenant as a new operator sets it up; the token the command line printed."""
+    assert admin("tenants", "create", name)[0] == 0
+    assert admin("numbers", "add", name, "(628) 555-0199")[0] == 0
+    status, _, _ = admin(
+        "agents", "add", name, "1", "--email", "john.doe@foo.com", "--first-name", "John",
+        "--last-name", "Doe", "--agent-number", "9", "--avatar-url", "https://foobar.com/johndoe",
+    )  # fmt: skip
+    assert status == 0
+    status, created, err = admin("credentials", "create", name, "--name", "crm")
+    assert status == 0
+    assert "shown only this once" in err
+    return str(created["token"])
+
+
+def test_a_tenant_configured_with_the_command_line_alone_serves_requests(
+    admin: Admin, name: str, app_client: Any
+) -> None:
+    token = configure(admin, name)
+
+    answer = app_client.post(SMS_PATH, json={**SEED_BODY, "agentId": 1}, headers=basic(name, token))
+
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    document = answer.get_json()
+    assert document["outbound_number"] == "+16285550199"
+    assert document["agent_info"]["name"] == "John Doe"
+    assert document["agent_info"]["agent_number"] == 9
+
+
+def test_tenant_documents_are_written_as_the_contract_says(
+    admin: Admin, name: str, db: firestore.Client
+) -> None:
+    token = configure(admin, name)
+    tenant = db.document(f"tenants/{name}")
+
+    assert tenant.get().to_dict() == {
+        "sms_enabled": True,
+        "outbound_sms_enabled": True,
+        "lang": "en",
+        "session_timeout_seconds": 86400,
+        "allowed_regions": ["US"],
+    }
+    assert tenant.collection("outbound_numbers").document("+16285550199").get().to_dict() == {
+        "sms_enabled": True
+    }
+    assert tenant.collection("agents").document("1").get().get("email") == "john.doe@foo.com"
+    [credential] = [doc.to_dict() for doc in tenant.collection("api_credentials").stream()]
+    assert credential["token_sha256"] == credentials.hash_token(token)
+    assert token not in json.dumps(credential, default=str)
+    assert credential["enabled"] is True
+
+
+def test_every_tenant_setting_can_be_set_and_shown(admin: Admin, name: str) -> None:
+    assert admin("tenants", "create", name, "--no-outbound-sms-enabled")[0] == 0
+    status, updated, _ = admin(
+        "tenants", "update", name, "--outbound-sms-enabled", "--no-sms-enabled", "--lang", "pt-BR",
+        "--session-timeout-seconds", "3600", "--allowed-regions", "us,ca",
+        "--ticket-url-template", "https://crm.example.com/t/{ticket_id}",
+    )  # fmt: skip
+    assert status == 0
+    expected = {
+        "tenant": name,
+        "sms_enabled": False,
+        "outbound_sms_enabled": True,
+        "lang": "pt-BR",
+        "session_timeout_seconds": 3600,
+        "allowed_regions": ["US", "CA"],
+        "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
+    }
+    assert updated == expected
+    _, shown, _ = admin("tenants", "show", name)
+    assert {k: shown[k] for k in expected} == expected
+    assert shown["outbound_numbers"] == shown["agents"] == shown["api_credentials"] == []
+
+    assert admin("tenants", "update", name, "--clear-ticket-url-template")[0] == 0
+    assert "ticket_url_template" not in admin("tenants", "show", name)[1]
+    assert name in admin("tenants", "list")[1]
+
+
+def test_a_canadian_number_is_refused_until_the_tenant_allows_canada(
+    admin: Admin, name: str
+) -> None:
+    admin("tenants", "create", name)
+    status, _, err = admin("numbers", "add", name, "+1 604 253 1234")
+    assert status == 2
+    assert "outside the tenant's allowed regions" in err
+    admin("tenants", "update", name, "--allowed-regions", "US,CA")
+    assert admin("numbers", "add", name, "+1 604 253 1234")[0] == 0
+    status, numbers, _ = admin("numbers", "list", name)
+    assert numbers == [{"number": "+16042531234", "sms_enabled": True}]
+
+
+def test_numbers_are_listed_and_removed_whatever_format_names_them(admin: Admin, name: str) -> None:
+    admin("tenants", "create", name)
+    admin("numbers", "add", name, "+1 628-555-0199")
+    admin("numbers", "add", name, "6285550198", "--disabled")
+    _, numbers, _ = admin("numbers", "list", name)
+    assert numbers == [
+        {"number": "+16285550198", "sms_enabled": False},
+        {"number": "+16285550199", "sms_enabled": True},
+    ]
+    assert admin("numbers", "remove", name, "(628) 555-0199")[0] == 0
+    assert admin("numbers", "list", name)[1] == [{"number": "+16285550198", "sms_enabled": False}]
+    assert admin("numbers", "remove", name, "(628) 555-0199")[0] == 1
+
+
+def test_agents_are_added_updated_listed_and_removed(admin: Admin, name: str) -> None:
+    admin("tenants", "create", name)
+    admin("agents", "add", name, "7", "--email", "ann@foo.com", "--name", "Ann")
+    admin("agents", "add", name, "12", "--email", "bob@foo.com", "--first-name", "Bob")
+    assert admin("agents", "update", name, "7", "--last-name", "Lee", "--agent-number", "3")[0] == 0
+    _, agents, _ = admin("agents", "list", name)
+    assert [a["id"] for a in agents] == [7, 12]
+    assert agents[0] == {
+        "id": 7, "email": "ann@foo.com", "name": "Ann", "last_name": "Lee", "agent_number": 3
+    }  # fmt: skip
+    assert agents[1]["name"] == "Bob"
+    assert admin("agents", "remove", name, "7")[0] == 0
+    assert [a["id"] for a in admin("agents", "list", name)[1]] == [12]
+
+
+def test_credentials_are_disabled_enabled_and_rotated(
+    admin: Admin, name: str, app_client: Any
+) -> None:
+    token = configure(admin, name)
+    [listed] = admin("credentials", "list", name)[1]
+    assert set(listed) == {"id", "name", "enabled", "created_at", "rotated_at"}
+    credential_id = listed["id"]
+
+    def status_with(token: str) -> int:
+        return int(app_client.post(SMS_PATH, json=[], headers=basic(name, token)).status_code)
+
+    assert status_with(token) == 400  # authenticated: the body is judged
+    assert admin("credentials", "disable", name, credential_id)[0] == 0
+    assert status_with(token) == 401
+    assert admin("credentials", "enable", name, credential_id)[0] == 0
+    assert status_with(token) == 400
+    status, rotated, _ = admin("credentials", "rotate", name, credential_id)
+    assert status == 0
+    assert status_with(token) == 401
+    assert status_with(rotated["token"]) == 400
+    assert admin("credentials", "list", name)[1][0]["rotated_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["tenants", "create", "bad name"], "is not a subdomain"),
+        (["tenants", "create", "{t}", "--lang", "english!"], "is not a language tag"),
+        (["tenants", "create", "{t}", "--session-timeout-seconds", "0"], "positive whole number"),
+        (["tenants", "create", "{t}", "--session-timeout-seconds", "1.5"], "positive whole number"),
+        (["tenants", "create", "{t}", "--allowed-regions", "USA"], "ISO region codes"),
+        (["tenants", "create", "{t}", "--ticket-url-template", "crm/{ticket_id}"], "http(s) URL"),
+        (["tenants", "create", "{t}", "--ticket-url-template", "https://crm/t/"], "{ticket_id}"),
+        (["tenants", "update", "{known}"], "nothing to update"),
+        (["tenants", "update", "{known}", "--allowed-regions", "CA"], "outside the tenant's"),
+        (["numbers", "add", "{known}", "12345"], "not a valid phone number"),
+        (["numbers", "add", "{known}", ""], "is empty"),
+        (["agents", "add", "{known}", "0", "--email", "a@b.co"], "positive whole number"),
+        (["agents", "add", "{known}", "x", "--email", "a@b.co"], "positive whole number"),
+        (["agents", "add", "{known}", "5"], "needs --email"),
+        (["agents", "add", "{known}", "5", "--email", "not-an-email"], "not an email"),
+        (["agents", "add", "{known}", "5", "--email", "JOHN.doe@foo.com"], "already the email"),
+        (["agents", "add", "{known}", "5", "--email", "a@b.co", "--avatar-url", "x"], "http(s)"),
+        (["agents", "update", "{known}", "1"], "nothing to update"),
+        (["credentials", "create", "{known}", "--name", " "], "needs a name"),
+        (["credentials", "disable", "{known}", "a/b"], "not a credential id"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_and_writes_nothing(
+    admin: Admin, name: str, db: firestore.Client, argv: list[str], says: str
+) -> None:
+    known = f"{name}k"
+    configure(admin, known)
+    before = count_documents(db, known)
+    argv = [part.replace("{t}", name).replace("{known}", known) for part in argv]
+
+    status, out, err = admin(*argv)
+
+    assert status == 2
+    assert out is None
+    assert says in err
+    assert "nothing was written" in err
+    assert count_documents(db, known) == before
+    assert not db.document(f"tenants/{name}").get().exists
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tenants", "show", "{t}"],
+        ["tenants", "update", "{t}", "--lang", "fr"],
+        ["numbers", "add", "{t}", "+16285550199"],
+        ["agents", "add", "{t}", "1", "--email", "a@b.co"],
+        ["agents", "update", "{known}", "99", "--name", "X"],
+        ["agents", "remove", "{known}", "99"],
+        ["credentials", "create", "{t}"],
+        ["credentials", "rotate", "{known}", "nosuchid"],
+        ["tenants", "create", "{known}"],
+        ["numbers", "add", "{known}", "+16285550199"],
+    ],
+)
+def test_commands_on_missing_or_existing_documents_fail_and_write_nothing(
+    admin: Admin, name: str, db: firestore.Client, argv: list[str]
+) -> None:
+    known = f"{name}k"
+    configure(admin, known)
+    before = count_documents(db, known)
+    argv = [part.replace("{t}", name).replace("{known}", known) for part in argv]
+
+    status, out, err = admin(*argv)
+
+    assert status == 1, err
+    assert out is None
+    assert "nothing was written" in err
+    assert count_documents(db, known) == before
+    assert not db.document(f"tenants/{name}").get().exists
+
+
+def test_the_module_runs_as_a_program_and_explains_itself_at_every_level(
+    emulator_host: str,
+) -> None:
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
+    for argv in ([], ["tenants"], ["numbers"], ["agents"], ["credentials"], ["agents", "add"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "sms.admin", *argv, "--help"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "usage: python -m sms.admin" in done.stdout
+
+    name = f"op{uuid.uuid4().hex[:12]}"
+    done = subprocess.run(
+        [sys.executable, "-m", "sms.admin", "tenants", "create", name],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tenant"] == name
