@@ -7,13 +7,13 @@ import binascii
 import datetime as dt
 import functools
 import json
-import logging
 import re
+import traceback
 from typing import Any, Protocol
 
 import flask
 
-from sms import credentials, deadline, errors, idempotency, render
+from sms import credentials, deadline, errors, idempotency, logs, render
 from sms.config import settings
 from sms.domain import SUBDOMAIN, Claim, Tenant
 from sms.errors import ApiError
@@ -21,14 +21,12 @@ from sms.idempotency import Idempotency, KeyStore
 from sms.repository import FirestoreStore
 from sms.service import ChatSessions, OutboundSms, Store, utc_now
 
-logger = logging.getLogger(__name__)
-
 SMS_PATH = "/apps/api/v1/sms"
 # A chat id: a positive integer, of no more digits than a stored id can have.
 _CHAT_PATH = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 MAX_BODY_BYTES = 64 * 1024
 # A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class ApiStore(Store, KeyStore, Protocol):
@@ -71,8 +69,11 @@ def _reject_constant(name: str) -> Any:
 def parse_json(data: bytes) -> Any:
     """The body as JSON whatever its Content-Type; anything that is not JSON is rule 1."""
     try:
-        body = json.loads(data, parse_constant=_reject_constant)
-        if _SURROGATE_ESCAPE.search(data):
+        # Decoded strictly: bytes that are not text in the detected encoding (a UTF-8 encoded
+        # surrogate, say) are refused here rather than stored as text Firestore cannot hold.
+        text = data.decode(json.detect_encoding(data))
+        body = json.loads(text, parse_constant=_reject_constant)
+        if _SURROGATE_ESCAPE.search(text):
             # A lone surrogate cannot be stored or sent: such a text is not valid Unicode.
             json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as exc:
@@ -106,8 +107,11 @@ def _credentials(request: flask.Request) -> tuple[str, str]:
 class Api:
     """The function's HTTP surface, handed the store it works on."""
 
-    def __init__(self, store: ApiStore, deadline_seconds: float) -> None:
+    def __init__(
+        self, store: ApiStore, deadline_seconds: float, project: str | None = None
+    ) -> None:
         self._store = store
+        self._project = project
         self._deadline_seconds = deadline_seconds
         self._sms = OutboundSms(store, deadline_seconds=deadline_seconds)
         self._chats = ChatSessions(store, deadline_seconds=deadline_seconds)
@@ -120,17 +124,27 @@ class Api:
         )
 
     def handle(self, request: flask.Request) -> flask.Response:
-        try:
-            with deadline.bounded(self._deadline_seconds):
-                return self._route(request)
-        except ApiError as error:
-            return error_response(error)
-        except errors.BackendUnavailable:
-            logger.warning("backend unavailable", exc_info=True)
-            return error_response(errors.ServiceUnavailable())
-        except Exception:
-            logger.exception("unexpected error")
-            return json_response(500, {"message": "Internal Server Error"})
+        headers = request.headers
+        trace = logs.trace_fields(
+            self._project, headers.get("X-Cloud-Trace-Context"), headers.get("traceparent")
+        )
+        stack_trace = None
+        with logs.RequestLine(request.method, request.path, trace) as line:
+            try:
+                with deadline.bounded(self._deadline_seconds):
+                    response = self._route(request)
+            except ApiError as error:
+                logs.note(error=error.message)
+                response = error_response(error)
+            except errors.BackendUnavailable as exc:
+                logs.note(outcome="unavailable", error=str(exc))
+                response = error_response(errors.ServiceUnavailable())
+            except Exception:
+                stack_trace = traceback.format_exc()
+                logs.note(outcome="error")
+                response = json_response(500, {"message": "Internal Server Error"})
+        line.write(response.status_code, stack_trace)
+        return response
 
     def _route(self, request: flask.Request) -> flask.Response:
         path = request.path.rstrip("/") or "/"
@@ -173,6 +187,8 @@ class Api:
 
         answer = self._keys.run(tenant.id, key, digest, handle)
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        if answer.replayed:
+            logs.note(outcome="replayed")
         return text_response(answer.status, answer.body, headers)
 
     def _authenticate(self, request: flask.Request) -> Tenant:
@@ -181,7 +197,9 @@ class Api:
             lambda: self._store.authenticate(username, credentials.hash_token(password))
         )
         if tenant is None:
+            logs.note(outcome="unauthorized")
             raise errors.Unauthorized()
+        logs.note(tenant=tenant.id)
         return tenant
 
 
@@ -189,7 +207,8 @@ class Api:
 def default_api() -> Api:
     """The process's API on Firestore, built on first use: importing needs no credentials."""
     config = settings()
-    return Api(FirestoreStore.from_settings(config), config.request_deadline_seconds)
+    store = FirestoreStore.from_settings(config)
+    return Api(store, config.request_deadline_seconds, project=config.project)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sms import deadline, errors, render, schemas
+from sms import deadline, errors, logs, render, schemas
 from sms.domain import (
     ActiveSession,
     Agent,
@@ -115,6 +115,10 @@ class OutboundSms:
             raise BadRequest(errors.OUTBOUND_NUMBER_NOT_FOUND)
         failures.raise_before(errors.AGENT_NOT_FOUND)
         request = loaded.request()
+        logs.note(
+            end_user_number=logs.mask(request.end_user_number),
+            outbound_number=logs.mask(request.outbound_number),
+        )
         agent = _named_agent(request, lookup)
 
         now = self._clock()
@@ -127,6 +131,7 @@ class OutboundSms:
                 plan.key = KeyCompletion(claim, 200, answer)
             try:
                 self._store.commit(plan)
+                _note_sent(plan)
                 return answer
             except (errors.LostRace, errors.BackendUnavailable):
                 # Another request changed this consumer's session first, or the outcome of
@@ -239,6 +244,11 @@ class OutboundSms:
         )
 
 
+def _note_sent(plan: Plan) -> None:
+    outcome = "session_opened" if plan.new_chat is not None else "sent_on_behalf"
+    logs.note(outcome=outcome, chat_id=plan.message.chat_id)
+
+
 def _named_agent(request: schemas.OutboundSmsRequest, lookup: Lookup) -> Agent | None:
     """The agent the request names by id and/or email (rules 15 and 16).
 
@@ -295,6 +305,7 @@ class ChatSessions:
         chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
         if chat is None:
             raise errors.NotFound()
+        logs.note(outcome="chat_read", chat_id=chat.id)
         return render.to_json(render.chat_document(_as_of(tenant, chat, session, self._clock())))
 
     def end(self, tenant: Tenant, chat_id: int, body: Any) -> str:
@@ -316,6 +327,7 @@ class ChatSessions:
             mark = session if session is not None and session.chat_id == chat.id else None
             try:
                 self._store.end_chat(tenant.id, ended, mark)
+                logs.note(outcome="chat_ended", chat_id=chat.id)
                 return render.to_json(render.chat_document(ended))
             except (errors.LostRace, errors.BackendUnavailable):
                 limit.pause()  # read again: ended meanwhile, by someone else or by this commit

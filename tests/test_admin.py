@@ -26,6 +26,7 @@ def admin(db: firestore.Client, capsys: pytest.CaptureFixture[str]) -> Admin:
     """Run one command in-process; its exit status, its JSON output and its stderr."""
 
     def run(*argv: str) -> tuple[int, Any, str]:
+        capsys.readouterr()  # drop what came before (such as the function's log lines)
         status = main(list(argv), client=db)
         out, err = capsys.readouterr()
         return status, json.loads(out) if out.strip() else None, err

@@ -1,0 +1,114 @@
+"""One JSON line per request on stdout, in Cloud Logging's structured format (SPEC 10.4).
+
+Cloud Functions and Cloud Run turn each line into a log entry: ``severity``, ``message``,
+``httpRequest`` and ``logging.googleapis.com/trace`` are understood by Cloud Logging, and
+``stack_trace`` by Error Reporting. The rest (tenant, chat id, outcome, masked numbers) are
+searchable fields. Message texts and tokens are never logged, and phone numbers only masked.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import sys
+import threading
+import time
+from typing import Any
+
+import phonenumbers
+
+_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_fields", default=None
+)
+_write_lock = threading.Lock()
+_CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([01]))?")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def mask(e164: str | None) -> str | None:
+    """A phone number shown by its country code and last two digits: +1********00."""
+    if not e164:
+        return None
+    try:
+        country = str(phonenumbers.parse(e164).country_code)
+    except phonenumbers.NumberParseException:
+        return "*" * max(len(e164) - 2, 0) + e164[-2:]
+    hidden = len(e164) - 1 - len(country) - 2
+    return f"+{country}{'*' * max(hidden, 0)}{e164[-2:]}"
+
+
+def note(**fields: Any) -> None:
+    """Add fields to the line of the request being served (ignored outside a request)."""
+    current = _fields.get()
+    if current is not None:
+        current.update({k: v for k, v in fields.items() if v is not None})
+
+
+def trace_fields(
+    project: str | None, cloud_trace: str | None, traceparent: str | None
+) -> dict[str, Any]:
+    """The trace correlation fields, from X-Cloud-Trace-Context or W3C traceparent."""
+    trace_id = span_id = sampled = None
+    if cloud_trace and (match := _CLOUD_TRACE.fullmatch(cloud_trace.strip())):
+        trace_id, span, flag = match.groups()
+        span_id = f"{int(span):016x}" if span else None
+        sampled = flag == "1" if flag else None
+    elif traceparent and (match := _TRACEPARENT.fullmatch(traceparent.strip().lower())):
+        trace_id, span_id, flags = match.groups()
+        sampled = bool(int(flags, 16) & 1)
+    if trace_id is None or not project:
+        return {}
+    fields: dict[str, Any] = {
+        "logging.googleapis.com/trace": f"projects/{project}/traces/{trace_id}"
+    }
+    if span_id:
+        fields["logging.googleapis.com/spanId"] = span_id
+    if sampled is not None:
+        fields["logging.googleapis.com/trace_sampled"] = sampled
+    return fields
+
+
+class RequestLine:
+    """Collects one request's fields while it is served, then writes its line."""
+
+    def __init__(self, method: str, path: str, base: dict[str, Any]) -> None:
+        self._method, self._path = method, path
+        self._base = base
+        self._started = time.monotonic()
+        self._token: contextvars.Token[dict[str, Any] | None] | None = None
+        self.fields: dict[str, Any] = {}
+
+    def __enter__(self) -> RequestLine:
+        self._token = _fields.set(self.fields)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _fields.reset(self._token)
+
+    def write(self, status: int, stack_trace: str | None = None) -> None:
+        latency = time.monotonic() - self._started
+        severity = (
+            "ERROR" if status >= 500 and status != 503 else "WARNING" if status >= 500 else "INFO"
+        )
+        outcome = self.fields.get("outcome", "ok" if status < 400 else "rejected")
+        line: dict[str, Any] = {
+            "severity": severity,
+            "message": f"{self._method} {self._path} {status} {outcome}",
+            "httpRequest": {
+                "requestMethod": self._method,
+                "requestUrl": self._path,
+                "status": status,
+                "latency": f"{latency:.3f}s",
+            },
+            **self._base,
+            **self.fields,
+            "outcome": outcome,
+        }
+        if stack_trace:
+            line["stack_trace"] = stack_trace
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        with _write_lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
