@@ -22,10 +22,11 @@ the race gets ``Conflict`` and decides again; it never waits on a lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -55,14 +56,44 @@ from sms.domain import (
 )
 from sms.ids import IdBlocks
 
-# Precondition failures: another request wrote the document first.
+# Precondition failures of a commit: another request wrote the document first.
 _LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound)
 # Failures that may pass: the call can be tried again (after a fresh read, for a commit).
-_TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, ValueError)
+_TRANSIENT = (
+    gexc.Aborted,
+    gexc.Cancelled,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.ServiceUnavailable,
+    gexc.Unknown,
+    gexc.RetryError,
+)
+# Longer strings are not asked for in a query: Firestore refuses values of about 1500 bytes
+# and more there. (No email address is that long; a stored one still matches by the scan.)
+_MAX_QUERY_VALUE_BYTES = 1024
 
 
-def _unavailable(exc: Exception) -> errors.BackendUnavailable:
-    return errors.BackendUnavailable(f"{type(exc).__name__}: {exc}")
+@contextlib.contextmanager
+def _failures(commit: bool = False) -> Iterator[None]:
+    """Firestore's failures as the service knows them: a lost race, or an outage that may pass.
+
+    Anything else (a bug, a misconfiguration such as a missing permission) goes up as it is,
+    to be logged with its traceback: retrying it until the deadline would only hide it.
+    """
+    try:
+        yield
+    except _LOST_RACE as exc:
+        if not commit:
+            raise
+        raise errors.LostRace(str(exc)) from exc
+    except _TRANSIENT as exc:
+        raise errors.BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:
+        # How the transaction API reports a commit that aborted on its last attempt.
+        if isinstance(exc.__cause__, gexc.Aborted):
+            raise errors.BackendUnavailable(f"Aborted: {exc.__cause__}") from exc
+        raise
 
 
 # ---- documents -> domain ---------------------------------------------------------------
@@ -310,19 +341,13 @@ class FirestoreStore:
 
     def _get_all(self, refs: Iterable[firestore.DocumentReference]) -> dict[str, Any]:
         """Snapshots by path, read in one round trip."""
-        try:
+        with _failures():
             return {snap.reference.path: snap for snap in self._db.get_all(list(refs))}
-        except _TRANSIENT as exc:
-            raise _unavailable(exc) from exc
 
     def _transact(self, write: Any) -> Any:
         """Run a transaction body once; lost races and transient failures as domain errors."""
-        try:
+        with _failures(commit=True):
             return firestore.transactional(write)(self._db.transaction(max_attempts=1))
-        except _LOST_RACE as exc:
-            raise errors.LostRace(str(exc)) from exc
-        except _TRANSIENT as exc:
-            raise _unavailable(exc) from exc
 
     # -- authentication
 
@@ -332,13 +357,11 @@ class FirestoreStore:
         query = tenant_ref.collection("api_credentials").where(
             filter=FieldFilter("token_sha256", "==", token_sha256)
         )
-        try:
+        with _failures():
             tenant_snap = tenant_ref.get()
             if not tenant_snap.exists:
                 return None
             credentials = list(query.limit(10).stream())
-        except _TRANSIENT as exc:
-            raise _unavailable(exc) from exc
         for credential in credentials:
             data = credential.to_dict() or {}
             stored = data.get("token_sha256")
@@ -385,15 +408,21 @@ class FirestoreStore:
         """
         wanted = email.casefold()
         agents = self._tenant(tenant_id).collection("agents")
-        exact = agents.where(filter=FieldFilter("email", "in", sorted({email, email.lower()})))
-        try:
-            for snaps in (exact.limit(10).stream(), agents.stream()):
+        spellings = sorted(
+            spelling
+            for spelling in {email, email.lower()}
+            if len(spelling.encode("utf-8")) <= _MAX_QUERY_VALUE_BYTES
+        )
+        searches = [agents.stream()]
+        if spellings:
+            exact = agents.where(filter=FieldFilter("email", "in", spellings)).limit(10)
+            searches.insert(0, exact.stream())
+        with _failures():
+            for snaps in searches:
                 for snap in snaps:
                     agent = _agent_from_snapshot(snap)
                     if agent is not None and (agent.email or "").casefold() == wanted:
                         return agent
-        except _TRANSIENT as exc:
-            raise _unavailable(exc) from exc
         return None
 
     def _session_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
@@ -560,12 +589,8 @@ class FirestoreStore:
                 transaction.update(ref, _key_doc(record), option=self._at(replaces.version))
 
         transaction = self._db.transaction(max_attempts=1)
-        try:
+        with _failures(commit=True):
             firestore.transactional(write)(transaction)
-        except _LOST_RACE as exc:
-            raise errors.LostRace(str(exc)) from exc
-        except _TRANSIENT as exc:
-            raise _unavailable(exc) from exc
         assert transaction.write_results is not None
         return dataclasses.replace(claim, version=transaction.write_results[0].update_time)
 
