@@ -1,0 +1,820 @@
+"""openapi.yaml: a valid OpenAPI 3.1 document, and the served function answers as it says.
+
+The document is checked on its own (openapi-spec-validator; its examples against its schemas;
+its error texts against sms/errors.py), then against live answers: every request here goes
+over real HTTP to the function served by functions-framework (the `server` fixture), and each
+request/response pair is validated with openapi-core. Answers that belong to no operation (an
+unknown path, a method a path does not have) are validated against the document's
+`components/responses` entry for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import pytest
+import requests
+import yaml
+from google.cloud import firestore
+from openapi_core import OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from openapi_spec_validator import validate as validate_spec
+
+from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, basic
+from sms import errors, idempotency
+from sms.devtools.emulator import free_port, wait_until
+from sms.devtools.seed import DEMO_AGENT
+
+DOCUMENT_PATH = ROOT / "openapi.yaml"
+SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
+OPENAPI = OpenAPI.from_file_path(str(DOCUMENT_PATH))
+CHATS = "/apps/api/v1/chats"
+CHAT_TEMPLATE = "/apps/api/v1/chats/{id}"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+REPLAYED = "Idempotent-Replayed"
+FINISH = {"status": "finished"}
+SMS_ON = {"sms_enabled": True, "outbound_sms_enabled": True}
+LIMIT = 64 * 1024
+TIMEOUT = 30
+
+# SPEC section 5: the chat document's keys, in their order.
+CHAT_KEYS = [
+    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
+    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id",
+    "out_ticket_url", "verified", "disconnected_by", "fail_reason", "selected_menu",
+    "menu_path", "agent_info", "end_user", "photos", "videos", "transfers", "participants",
+    "offer_type", "offer_events", "answer_type", "outbound_number",
+]  # fmt: skip
+
+
+# ---- reading the document ---------------------------------------------------------------
+
+
+def resolve(node: Any) -> Any:
+    """Follow a local `$ref` (#/...) until the node is not a reference."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    """What is wrong with `instance` under a schema of the document (its $refs resolve in it)."""
+    # The document itself is the root, so that "#/components/..." means what it means there;
+    # its other keys are no JSON Schema keywords and are ignored.
+    root = {**SPEC, "$defs": {"it": schema}, "$ref": "#/$defs/it"}
+    validator = OAS31Validator(root, format_checker=OAS31Validator.FORMAT_CHECKER)
+    return [error.message for error in validator.iter_errors(instance)]
+
+
+def operation(path: str, method: str) -> dict[str, Any]:
+    return SPEC["paths"][path][method]
+
+
+def documented_response(path: str, method: str, status: int) -> dict[str, Any]:
+    return resolve(operation(path, method)["responses"][str(status)])
+
+
+def message_enum(response: dict[str, Any]) -> list[str]:
+    """The message texts a documented error response lists."""
+    schema = resolve(response["content"]["application/json"]["schema"])
+    assert schema["required"] == ["message"]
+    assert schema["additionalProperties"] is False
+    message = schema["properties"]["message"]
+    assert message["type"] == "string"
+    return list(message["enum"])
+
+
+def every_operation() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in SPEC["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def every_example() -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(where, schema, example value) for every example of every request and response body."""
+    bodies = []
+    for path, method, op in every_operation():
+        if "requestBody" in op:
+            bodies.append((f"{method} {path} request", resolve(op["requestBody"])))
+        bodies += [(f"{method} {path} {s}", resolve(r)) for s, r in op["responses"].items()]
+    bodies += [(f"components {n}", r) for n, r in SPEC["components"]["responses"].items()]
+    for where, body in bodies:
+        for media_type, media in body.get("content", {}).items():
+            for name, example in media.get("examples", {}).items():
+                yield f"{where} {media_type} {name}", media["schema"], resolve(example)["value"]
+
+
+# ---- calling the served function --------------------------------------------------------
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """One real HTTP request; a body is sent as JSON (or `data` as given) with its type."""
+    all_headers = dict(headers or {})
+    if data is None and body is not None:
+        data = json.dumps(body).encode()
+    if data is not None:
+        all_headers.setdefault("Content-Type", "application/json")
+    return requests.request(method, base + path, data=data, headers=all_headers, timeout=TIMEOUT)
+
+
+def request_errors(response: requests.Response) -> list[str]:
+    """What the document finds wrong with the request that was sent (empty: it conforms)."""
+    request = RequestsOpenAPIRequest(response.request)
+    return [repr(error) for error in OPENAPI.iter_request_errors(request)]
+
+
+def assert_conforms(response: requests.Response) -> None:
+    """The answer is one the document gives for its request's operation, body and headers."""
+    assert response.headers["Content-Type"] == "application/json"
+    OPENAPI.validate_response(
+        RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response)
+    )
+
+
+def assert_conforms_to_component(response: requests.Response, name: str) -> None:
+    """The answer matches `#/components/responses/{name}`: body, type and every header."""
+    documented = SPEC["components"]["responses"][name]
+    assert response.headers["Content-Type"] == "application/json"
+    schema = documented["content"]["application/json"]["schema"]
+    assert schema_errors(schema, response.json()) == []
+    for header, reference in documented.get("headers", {}).items():
+        spec = resolve(reference)
+        if spec.get("required"):
+            assert header in response.headers, f"{header} is documented as required"
+        if header in response.headers:
+            assert schema_errors(spec["schema"], response.headers[header]) == []
+
+
+def error_of(response: requests.Response) -> tuple[int, Any]:
+    return response.status_code, response.json()
+
+
+def shape(document: Any) -> Any:
+    """A chat document with its ids and times replaced by placeholders, for comparison."""
+    doc = copy.deepcopy(document)
+    time = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    for key in ("created_at", "assigned_at", "ends_at"):
+        if doc[key] is not None:
+            assert time.fullmatch(doc[key]), doc[key]
+            doc[key] = "<time>"
+    doc["id"] = "<chat id>"
+    doc["end_user"]["id"] = "<end user id>"
+    for participant in doc["participants"]:
+        assert participant["chat_id"] == document["id"]
+        participant["id"] = "<participant id>"
+        participant["chat_id"] = "<chat id>"
+        participant["connected_at"] = "<time>"
+        if participant["type"] == "end_user":
+            assert participant["end_user_id"] == document["end_user"]["id"]
+            participant["end_user_id"] = "<end user id>"
+    return doc
+
+
+@pytest.fixture
+def post(server: str, tenant: Any) -> Callable[..., requests.Response]:
+    """POST to the SMS endpoint of the served function, as `tenant` (or `as_`)."""
+
+    def send(
+        body: Any = SEED_BODY,
+        *,
+        as_: Any = None,
+        key: str | None = None,
+        data: bytes | None = None,
+    ) -> requests.Response:
+        headers = dict((as_ or tenant).headers)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return call(server, "POST", SMS_PATH, body, data=data, headers=headers)
+
+    return send
+
+
+@pytest.fixture
+def chat(server: str, tenant: Any) -> Callable[..., requests.Response]:
+    """GET or PATCH /apps/api/v1/chats/{id} of the served function, as `tenant`."""
+
+    def send(method: str, chat_id: Any, body: Any = None, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("headers", tenant.headers)
+        return call(server, method, f"{CHATS}/{chat_id}", body, **kwargs)
+
+    return send
+
+
+def opened(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    assert_conforms(response)
+    return response.json()
+
+
+# ---- the document itself ----------------------------------------------------------------
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    assert re.fullmatch(r"3\.1\.\d+", SPEC["openapi"])
+    validate_spec(SPEC, cls=OpenAPIV31SpecValidator)
+
+
+def test_the_validator_refuses_a_broken_copy_of_the_document() -> None:
+    broken = copy.deepcopy(SPEC)
+    del broken["paths"][SMS_PATH]["post"]["responses"]["200"]["description"]
+    with pytest.raises(Exception, match="description"):
+        validate_spec(broken, cls=OpenAPIV31SpecValidator)
+
+
+def test_it_documents_exactly_the_routes_of_the_function() -> None:
+    routes = {(path, method) for path, method, _ in every_operation()}
+    assert routes == {(SMS_PATH, "post"), (CHAT_TEMPLATE, "get"), (CHAT_TEMPLATE, "patch")}
+
+
+def test_every_operation_requires_http_basic() -> None:
+    scheme = SPEC["components"]["securitySchemes"]["tenantBasic"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+    assert "subdomain" in scheme["description"]
+    assert "token" in scheme["description"]
+    assert SPEC["security"] == [{"tenantBasic": []}]
+    assert all("security" not in op for _, _, op in every_operation())
+
+
+@pytest.mark.parametrize(("where", "schema", "value"), list(every_example()))
+def test_every_example_matches_its_schema(where: str, schema: Any, value: Any) -> None:
+    assert schema_errors(schema, value) == [], where
+
+
+def test_the_seed_examples_are_documented() -> None:
+    request = resolve(operation(SMS_PATH, "post")["requestBody"])["content"]["application/json"]
+    values = [resolve(example)["value"] for example in request["examples"].values()]
+    assert SEED_BODY in values
+    seed_agent = {k: v for k, v in SEED_BODY.items() if k != "ticket_id"}
+    assert {**seed_agent, "agentId": 1} in values
+    assert {**seed_agent, "agentEmail": DEMO_AGENT["email"]} in values
+    ok = documented_response(SMS_PATH, "post", 200)["content"]["application/json"]["examples"]
+    with_agent = resolve(ok["withAgentId"])["value"]
+    assert with_agent["agent_info"] == {"id": 1, **DEMO_AGENT}
+    assert (with_agent["id"], with_agent["end_user"]["id"]) == (114, 87)
+    refused = documented_response(SMS_PATH, "post", 400)["content"]["application/json"]
+    texts = {example["value"]["message"] for example in refused["examples"].values()}
+    assert texts >= {errors.CHAT_TYPE_REQUIRED, errors.NUMBER_FOREIGN, errors.ACTIVE_SESSION}
+
+
+def test_the_schema_refuses_what_spec_section_9_changed_from_the_seed() -> None:
+    """The seed answers an agentEmail request with agent_info null: here an assigned chat
+    always shows its agent, and the document says so."""
+    chat_schema = {"$ref": "#/components/schemas/Chat"}
+    ok = documented_response(SMS_PATH, "post", 200)["content"]["application/json"]["examples"]
+    by_email = resolve(ok["withAgentEmail"])["value"]
+    assert schema_errors(chat_schema, by_email) == []
+    assert schema_errors(chat_schema, {**by_email, "agent_info": None}) != []
+    selecting = resolve(ok["withoutTicketId"])["value"]
+    assert schema_errors(chat_schema, {**selecting, "agent_info": by_email["agent_info"]}) != []
+    assert schema_errors(chat_schema, {**selecting, "status": "finished"}) != []  # no ends_at
+    assert schema_errors(chat_schema, {**selecting, "surprise": 1}) != []
+    assert schema_errors(chat_schema, {k: v for k, v in selecting.items() if k != "rating"})
+
+
+def test_the_chat_document_schema_lists_the_spec_keys_in_order() -> None:
+    schema = SPEC["components"]["schemas"]["Chat"]
+    assert list(schema["properties"]) == CHAT_KEYS
+    assert schema["required"] == CHAT_KEYS
+    assert schema["additionalProperties"] is False
+    for name in ("AgentInfo", "EndUser", "EndUserParticipant", "AgentParticipant"):
+        part = SPEC["components"]["schemas"][name]
+        assert part["additionalProperties"] is False
+        assert set(part["required"]) == set(part["properties"]), name
+
+
+def test_the_request_schema_states_the_field_rules() -> None:
+    schema = SPEC["components"]["schemas"]["OutboundSmsRequest"]
+    fields = schema["properties"]
+    assert schema["required"] == ["chat_type", "end_user_number", "outbound_number", "message"]
+    assert fields["chat_type"]["enum"] == ["Messaging (SMS)", "Messaging (API)", "SMS"]
+    assert fields["message"]["maxLength"] == 1600
+    assert fields["ticket_id"]["maxLength"] == 255
+    assert fields["agent_id"] == fields["agentId"]
+    assert fields["agent_email"] == fields["agentEmail"]
+    agent_id = resolve(fields["agentId"])
+    for accepted in (1, "1", "0042", None):  # null names no agent
+        assert schema_errors(agent_id, accepted) == [], accepted
+    for refused in ("one", "1.5", True, [1]):
+        assert schema_errors(agent_id, refused) != [], refused
+
+
+# Which texts each documented error answer lists, and where they come from in the code.
+ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
+    (SMS_PATH, "post", 400): {*errors.PRECEDENCE, errors.IDEMPOTENCY_KEY_INVALID},
+    (SMS_PATH, "post", 401): {errors.Unauthorized.message},
+    (SMS_PATH, "post", 409): {errors.IDEMPOTENCY_KEY_IN_PROGRESS},
+    (SMS_PATH, "post", 413): {errors.PayloadTooLarge.message},
+    (SMS_PATH, "post", 422): {errors.IDEMPOTENCY_KEY_REUSED},
+    (SMS_PATH, "post", 503): {errors.ServiceUnavailable.message},
+    (CHAT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
+    (CHAT_TEMPLATE, "get", 404): {errors.NotFound.message},
+    (CHAT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
+    (CHAT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
+    (CHAT_TEMPLATE, "patch", 400): {errors.CHAT_ALREADY_ENDED, errors.STATUS_MUST_BE_FINISHED},
+    (CHAT_TEMPLATE, "patch", 401): {errors.Unauthorized.message},
+    (CHAT_TEMPLATE, "patch", 404): {errors.NotFound.message},
+    (CHAT_TEMPLATE, "patch", 413): {errors.PayloadTooLarge.message},
+    (CHAT_TEMPLATE, "patch", 503): {errors.ServiceUnavailable.message},
+}
+
+
+def test_each_error_answer_lists_exactly_its_texts() -> None:
+    documented = {
+        (path, method, int(status))
+        for path, method, op in every_operation()
+        for status in op["responses"]
+        if not status.startswith("2")
+    }
+    assert documented == set(ERROR_TEXTS)
+    assert len(ERROR_TEXTS[SMS_PATH, "post", 400]) == 18
+    for (path, method, status), texts in ERROR_TEXTS.items():
+        listed = message_enum(documented_response(path, method, status))
+        assert sorted(listed) == sorted(texts), (method, path, status)
+    components = SPEC["components"]["responses"]
+    assert message_enum(components["NotFound"]) == [errors.NotFound.message]
+    assert message_enum(components["MethodNotAllowed"]) == [errors.MethodNotAllowed.message]
+
+
+def _code_texts() -> set[str]:
+    """Every error text sms/errors.py defines: its constants and its classes' own messages."""
+    texts = {
+        value for name, value in vars(errors).items() if name.isupper() and isinstance(value, str)
+    }
+    classes = [errors.ApiError]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if "message" in vars(cls) and cls is not errors.ApiError:
+            texts.add(vars(cls)["message"])
+    return texts
+
+
+def _document_texts() -> set[str]:
+    """Every message text the document's error answers list, read from the document."""
+    responses = [
+        resolve(response)
+        for _, _, op in every_operation()
+        for status, response in op["responses"].items()
+        if not status.startswith("2")
+    ]
+    responses += SPEC["components"]["responses"].values()
+    return {text for response in responses for text in message_enum(response)}
+
+
+def test_every_error_text_of_the_code_is_in_the_document_and_no_other() -> None:
+    code = _code_texts()
+    assert len(code) >= 27
+    yaml_text = DOCUMENT_PATH.read_text(encoding="utf-8")
+    assert sorted(text for text in code if text not in yaml_text) == []
+    assert _document_texts() == code
+    # ApiError's own text belongs to the 500 that SPEC section 1 rules out: never documented.
+    assert errors.ApiError.message not in yaml_text
+
+
+def test_the_headers_of_the_contract_are_documented() -> None:
+    post_op = operation(SMS_PATH, "post")
+    [parameter] = [resolve(p) for p in post_op["parameters"]]
+    assert (parameter["name"], parameter["in"], parameter["required"]) == (
+        "Idempotency-Key",
+        "header",
+        False,
+    )
+    key_schema = parameter["schema"]
+    assert schema_errors(key_schema, "a" * 255) == []
+    for bad in ("", "a" * 256, "has space", "caf\u00e9"):
+        assert schema_errors(key_schema, bad) != [], bad
+    for status in (200, 400):
+        replayed = resolve(documented_response(SMS_PATH, "post", status)["headers"][REPLAYED])
+        assert replayed["schema"]["enum"] == ["true"]
+    required = {
+        "Unauthorized": "WWW-Authenticate",
+        "MethodNotAllowed": "Allow",
+        "ServiceUnavailable": "Retry-After",
+    }
+    for response, header in required.items():
+        spec = resolve(SPEC["components"]["responses"][response]["headers"][header])
+        assert spec["required"] is True, header
+    unauthorized = SPEC["components"]["responses"]["Unauthorized"]["headers"]
+    assert resolve(unauthorized["WWW-Authenticate"])["schema"]["const"] == 'Basic realm="sms"'
+
+
+# ---- live answers: success --------------------------------------------------------------
+
+
+def _examples(pointer: dict[str, Any]) -> dict[str, Any]:
+    return {name: resolve(example)["value"] for name, example in pointer["examples"].items()}
+
+
+REQUEST_EXAMPLES = _examples(
+    resolve(operation(SMS_PATH, "post")["requestBody"])["content"]["application/json"]
+)
+ANSWER_EXAMPLES = _examples(
+    documented_response(SMS_PATH, "post", 200)["content"]["application/json"]
+)
+
+
+@pytest.mark.parametrize("name", sorted(REQUEST_EXAMPLES))
+def test_each_documented_request_answers_its_documented_chat(
+    post: Callable[..., requests.Response], name: str
+) -> None:
+    response = post(REQUEST_EXAMPLES[name])
+    document = opened(response)
+    assert request_errors(response) == []
+    assert list(document) == CHAT_KEYS
+    assert shape(document) == shape(ANSWER_EXAMPLES[name])
+    assert REPLAYED not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({"chat_type": "Messaging (API)", "agent_id": "1"}, "assigned"),
+        ({"chat_type": "SMS", "agent_email": "JOHN.DOE@foo.com", "agentId": 1}, "assigned"),
+        ({"end_user_number": "(415) 555-0100", "chat_subtype": "api_initiated"}, "selecting"),
+    ],
+    ids=["api_type_digit_agent_id", "sms_type_both_agent_fields", "local_number_subtype"],
+)
+def test_other_accepted_spellings_conform(
+    post: Callable[..., requests.Response], changes: dict[str, Any], status: str
+) -> None:
+    response = post({**SEED_BODY, **changes})
+    document = opened(response)
+    assert request_errors(response) == []
+    assert (document["chat_type"], document["status"]) == ("Messaging (SMS)", status)
+    agent = {"id": 1, **DEMO_AGENT} if status == "assigned" else None
+    assert document["agent_info"] == agent
+
+
+def test_a_replay_with_an_idempotency_key_conforms(post: Callable[..., requests.Response]) -> None:
+    first = post(key="order-4711")
+    opened(first)
+    assert REPLAYED not in first.headers
+    again = post(key="order-4711")
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers[REPLAYED] == "true"
+    assert request_errors(again) == []
+    assert_conforms(again)
+
+
+def test_a_replayed_400_conforms(post: Callable[..., requests.Response]) -> None:
+    body = {**SEED_BODY, "message": "   "}
+    first = post(body, key="empty-message")
+    assert error_of(first) == (400, {"message": errors.MESSAGE_REQUIRED})
+    again = post(body, key="empty-message")
+    assert (again.status_code, again.content) == (400, first.content)
+    assert again.headers[REPLAYED] == "true"
+    assert_conforms(again)
+
+
+def test_get_and_patch_answers_conform(
+    post: Callable[..., requests.Response], chat: Callable[..., requests.Response]
+) -> None:
+    created = opened(post({**SEED_BODY, "agentId": 1}))
+    read = chat("GET", created["id"])
+    assert read.content == json.dumps(created, ensure_ascii=False).encode()
+    assert request_errors(read) == []
+    assert_conforms(read)
+
+    ended = chat("PATCH", created["id"], FINISH)
+    assert request_errors(ended) == []
+    document = opened(ended)
+    assert document["status"] == "finished"
+    assert document["ends_at"] is not None
+    assert [p["ended_at"] for p in document["participants"]] == [document["ends_at"]] * 2
+    assert_conforms(chat("GET", created["id"]))
+
+
+# ---- live answers: 400 ------------------------------------------------------------------
+
+
+def _body(*drop: str, **changes: Any) -> dict[str, Any]:
+    return {**{k: v for k, v in SEED_BODY.items() if k not in drop}, **changes}
+
+
+class Refusal(NamedTuple):
+    config: dict[str, Any]  # the tenant's configuration, over a tenant with agent 1
+    body: Any  # a JSON value, or the raw bytes of the body
+    text: str  # the expected message
+    schema_refuses: bool  # whether the document's request schema can tell the body is wrong
+
+
+def refusal(config: dict[str, Any], body: Any, text: str, schema_refuses: bool, name: str) -> Any:
+    return pytest.param(Refusal(config, body, text, schema_refuses), id=name)
+
+
+BAD_REQUESTS = [
+    refusal({}, b"[1, 2]", errors.BODY_NOT_OBJECT, True, name="1-array"),
+    refusal({}, b"not json", errors.BODY_NOT_OBJECT, True, name="1-not-json"),
+    refusal({}, _body("chat_type"), errors.CHAT_TYPE_REQUIRED, True, name="2"),
+    refusal({}, _body(chat_type="In-app"), errors.CHAT_TYPE_INVALID, True, name="3"),
+    refusal({}, _body(chat_type=5), errors.CHAT_TYPE_INVALID, True, name="3-number"),
+    refusal(
+        {"settings": {**SMS_ON, "sms_enabled": False}},
+        SEED_BODY,
+        errors.SMS_DISABLED,
+        False,
+        name="4",
+    ),
+    refusal(
+        {"settings": {**SMS_ON, "outbound_sms_enabled": False}},
+        SEED_BODY,
+        errors.OUTBOUND_SMS_DISABLED,
+        False,
+        name="5",
+    ),
+    refusal({}, _body("end_user_number"), errors.END_USER_NUMBER_REQUIRED, True, name="6"),
+    refusal({}, _body(end_user_number="12345"), errors.END_USER_NUMBER_INVALID, False, name="7"),
+    refusal({}, _body(outbound_number="+82 000-000-0000"), errors.NUMBER_FOREIGN, False, name="8"),
+    refusal(
+        {}, _body(end_user_number="+1 604 253 1234"), errors.NUMBER_FOREIGN, False, name="8-CA"
+    ),
+    refusal({}, _body("outbound_number"), errors.OUTBOUND_NUMBER_REQUIRED, True, name="9"),
+    refusal({}, _body(outbound_number="12345"), errors.OUTBOUND_NUMBER_INVALID, False, name="10"),
+    refusal(
+        {"outbound_numbers": {}}, SEED_BODY, errors.OUTBOUND_NUMBER_NOT_FOUND, False, name="11"
+    ),
+    refusal({}, _body(message=""), errors.MESSAGE_REQUIRED, True, name="12-empty"),
+    refusal({}, _body(message=" \n\t "), errors.MESSAGE_REQUIRED, True, name="12-blank"),
+    refusal({}, _body(message="x" * 1601), errors.MESSAGE_TOO_LONG, True, name="13"),
+    refusal({}, _body(ticket_id="t" * 256), errors.TICKET_ID_INVALID, True, name="14-long"),
+    refusal({}, _body(ticket_id=5006), errors.TICKET_ID_INVALID, True, name="14-number"),
+    refusal({}, _body(agentId="one"), errors.AGENT_INVALID, True, name="15-type"),
+    refusal({}, _body(agent_id=True), errors.AGENT_INVALID, True, name="15-boolean"),
+    refusal(
+        {"agents": {1: DEMO_AGENT, 2: {**DEMO_AGENT, "email": "jane@foo.com"}}},
+        _body(agent_id=1, agentId=2),
+        errors.AGENT_INVALID,
+        False,
+        name="15-disagree",
+    ),
+    refusal({}, _body(agentId=99), errors.AGENT_NOT_FOUND, False, name="16"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_each_400_conforms_and_the_schema_agrees_where_it_can_tell(
+    server: str, make_tenant: Callable[..., Any], case: Refusal
+) -> None:
+    who = make_tenant(**{"agents": {1: dict(DEMO_AGENT)}, **case.config})
+    data = case.body if isinstance(case.body, bytes) else json.dumps(case.body).encode()
+    response = call(server, "POST", SMS_PATH, data=data, headers=who.headers)
+    assert error_of(response) == (400, {"message": case.text})
+    assert_conforms(response)
+    assert bool(request_errors(response)) is case.schema_refuses, request_errors(response)
+
+
+def test_an_active_session_400_conforms(post: Callable[..., requests.Response]) -> None:
+    opened(post())
+    again = post({**SEED_BODY, "message": "second"})
+    assert error_of(again) == (400, {"message": errors.ACTIVE_SESSION})
+    assert request_errors(again) == []
+    assert_conforms(again)
+
+
+@pytest.mark.parametrize("key", ["has space", "k" * 256, "tab\tkey"])
+def test_an_invalid_idempotency_key_400_conforms(
+    post: Callable[..., requests.Response], key: str
+) -> None:
+    response = post(key=key)
+    assert error_of(response) == (400, {"message": errors.IDEMPOTENCY_KEY_INVALID})
+    assert_conforms(response)
+    assert request_errors(response) != []
+
+
+def test_both_patch_400s_conform(
+    post: Callable[..., requests.Response], chat: Callable[..., requests.Response]
+) -> None:
+    chat_id = opened(post())["id"]
+    for body in ({"status": "open"}, {}, ["finished"]):
+        wrong = chat("PATCH", chat_id, body)
+        assert error_of(wrong) == (400, {"message": errors.STATUS_MUST_BE_FINISHED})
+        assert_conforms(wrong)
+        assert request_errors(wrong) != []
+    not_json = chat("PATCH", chat_id, data=b"finished")
+    assert error_of(not_json) == (400, {"message": errors.STATUS_MUST_BE_FINISHED})
+    assert_conforms(not_json)
+
+    opened(chat("PATCH", chat_id, FINISH))
+    again = chat("PATCH", chat_id, FINISH)
+    assert error_of(again) == (400, {"message": errors.CHAT_ALREADY_ENDED})
+    assert request_errors(again) == []
+    assert_conforms(again)
+
+
+# ---- live answers: 401, 404, 405, 409, 413, 422 -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {},
+        {"Authorization": "Bearer abc"},
+        {"Authorization": "Basic !!!"},
+        "wrong-token",
+        "unknown-tenant",
+    ],
+    ids=["none", "bearer", "malformed", "wrong_token", "unknown_tenant"],
+)
+@pytest.mark.parametrize("route", ["post", "get", "patch"])
+def test_401_conforms_on_every_route(
+    server: str, post: Callable[..., requests.Response], tenant: Any, credentials: Any, route: str
+) -> None:
+    chat_id = opened(post())["id"]
+    if credentials == "wrong-token":
+        credentials = basic(tenant.id, "not-the-token")
+    elif credentials == "unknown-tenant":
+        credentials = basic("no-such-tenant", tenant.token)
+    method, path, body = {
+        "post": ("POST", SMS_PATH, {**SEED_BODY, "end_user_number": "+1 415-555-0101"}),
+        "get": ("GET", f"{CHATS}/{chat_id}", None),
+        "patch": ("PATCH", f"{CHATS}/{chat_id}", FINISH),
+    }[route]
+    response = call(server, method, path, body, headers=credentials)
+    assert error_of(response) == (401, {"message": "Unauthorized"})
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="sms"'
+    assert_conforms(response)
+    # The document requires HTTP Basic: a request without it breaks the document too.
+    without_basic = not response.request.headers.get("Authorization", "").startswith("Basic ")
+    assert bool(request_errors(response)) is without_basic
+
+
+def test_404_of_an_unknown_or_foreign_chat_conforms(
+    post: Callable[..., requests.Response],
+    chat: Callable[..., requests.Response],
+    make_tenant: Callable[..., Any],
+) -> None:
+    chat_id = opened(post())["id"]
+    stranger = make_tenant()
+    answers = [
+        chat("GET", chat_id + 1000),
+        chat("PATCH", chat_id + 1000, FINISH),
+        chat("GET", chat_id, headers=stranger.headers),
+        chat("PATCH", chat_id, FINISH, headers=stranger.headers),
+    ]
+    for response in answers:
+        assert error_of(response) == (404, {"message": "Not Found"})
+        assert_conforms(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("POST", "/apps/api/v1/sms/status/x"),
+        ("GET", "/apps/api/v1/chats"),
+        ("GET", "/apps/api/v1/chats/abc"),
+        ("PATCH", "/apps/api/v1/chats/0"),
+        ("DELETE", "/apps/api/v2/sms"),
+    ],
+)
+def test_404_of_an_undocumented_path_conforms(
+    server: str, tenant: Any, method: str, path: str
+) -> None:
+    response = call(server, method, path, FINISH, headers=tenant.headers)
+    assert error_of(response) == (404, {"message": "Not Found"})
+    assert_conforms_to_component(response, "NotFound")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        ("GET", SMS_PATH, SMS_PATH),
+        ("PUT", SMS_PATH, SMS_PATH),
+        ("DELETE", SMS_PATH + "/", SMS_PATH),
+        ("POST", f"{CHATS}/1", CHAT_TEMPLATE),
+        ("PUT", f"{CHATS}/1", CHAT_TEMPLATE),
+        ("DELETE", f"{CHATS}/1", CHAT_TEMPLATE),
+        ("OPTIONS", f"{CHATS}/1", CHAT_TEMPLATE),
+    ],
+)
+def test_405_conforms_and_allow_names_the_documented_methods(
+    server: str, tenant: Any, method: str, path: str, template: str
+) -> None:
+    response = call(server, method, path, FINISH, headers=tenant.headers)
+    assert error_of(response) == (405, {"message": "Method Not Allowed"})
+    assert_conforms_to_component(response, "MethodNotAllowed")
+    allowed = {m.strip().lower() for m in response.headers["Allow"].split(",")}
+    documented = {m for m in HTTP_METHODS if m in SPEC["paths"][template]}
+    assert allowed == documented
+
+
+def test_409_conforms(
+    post: Callable[..., requests.Response], db: firestore.Client, tenant: Any
+) -> None:
+    # A first request that holds the key and is still running (its lease has not run out),
+    # recorded as sms/idempotency.py records it.
+    now = dt.datetime.now(dt.timezone.utc)
+    digest = hashlib.sha256(b"still-running").hexdigest()
+    db.document(f"tenants/{tenant.id}/idempotency_keys/{digest}").set(
+        {
+            "fingerprint": idempotency.fingerprint(SEED_BODY),
+            "holder": "a-request-in-progress",
+            "status": None,
+            "body": None,
+            "lease_expires_at": now + dt.timedelta(minutes=1),
+            "expires_at": now + dt.timedelta(hours=23),
+        }
+    )
+    response = post(key="still-running")
+    assert error_of(response) == (409, {"message": errors.IDEMPOTENCY_KEY_IN_PROGRESS})
+    assert request_errors(response) == []
+    assert_conforms(response)
+
+
+def test_413_conforms(
+    post: Callable[..., requests.Response], chat: Callable[..., requests.Response]
+) -> None:
+    padding = LIMIT - len(json.dumps({**SEED_BODY, "pad": ""}).encode()) + 1
+    data = json.dumps({**SEED_BODY, "pad": "p" * padding}).encode()
+    assert len(data) == LIMIT + 1
+    for response in (post(data=data), chat("PATCH", 1, data=data), chat("GET", 1, data=data)):
+        assert error_of(response) == (413, {"message": "request body is too large"})
+        assert_conforms(response)
+
+
+def test_422_conforms(post: Callable[..., requests.Response]) -> None:
+    opened(post(key="order-4712"))
+    response = post({**SEED_BODY, "message": "another text"}, key="order-4712")
+    assert error_of(response) == (422, {"message": errors.IDEMPOTENCY_KEY_REUSED})
+    assert request_errors(response) == []
+    assert_conforms(response)
+
+
+# ---- live answers: 503 ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_without_firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The function served as in production, pointed at a Firestore that is not there."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("no-firestore") / "server.log", "wb")  # noqa: SIM115
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "SMS_REQUEST_DEADLINE_SECONDS": "1",
+        "SMS_FIRESTORE_TIMEOUT_SECONDS": "0.5",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
+         "--host=127.0.0.1", f"--port={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(base + "/", timeout=1).status_code == 404
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(ready, 30, "functions-framework", process)
+        yield base
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("POST", SMS_PATH, SEED_BODY), ("GET", f"{CHATS}/1", None), ("PATCH", f"{CHATS}/1", FINISH)],
+)
+def test_503_conforms(server_without_firestore: str, method: str, path: str, body: Any) -> None:
+    headers = basic("acme", "some-token")
+    response = call(server_without_firestore, method, path, body, headers=headers)
+    assert error_of(response) == (503, {"message": errors.ServiceUnavailable.message})
+    assert int(response.headers["Retry-After"]) >= 0
+    assert_conforms(response)
