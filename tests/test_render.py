@@ -11,23 +11,60 @@ from sms import render
 from sms.domain import Agent, Chat, EndUser, Participant
 
 SECTION_5_KEYS = [
-    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
-    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id", "out_ticket_url",
-    "verified", "disconnected_by", "fail_reason", "selected_menu", "menu_path", "agent_info",
-    "end_user", "photos", "videos", "transfers", "participants", "offer_type", "offer_events",
-    "answer_type", "outbound_number",
+    "id",
+    "lang",
+    "chat_type",
+    "status",
+    "created_at",
+    "queued_at",
+    "assigned_at",
+    "ends_at",
+    "wait_duration",
+    "chat_duration",
+    "rating",
+    "has_feedback",
+    "out_ticket_id",
+    "out_ticket_url",
+    "verified",
+    "disconnected_by",
+    "fail_reason",
+    "selected_menu",
+    "menu_path",
+    "agent_info",
+    "end_user",
+    "photos",
+    "videos",
+    "transfers",
+    "participants",
+    "offer_type",
+    "offer_events",
+    "answer_type",
+    "outbound_number",
 ]
 PARTICIPANT_KEYS = [
-    "id", "type", "status", "chat_id", "user_id", "end_user_id", "chat_duration",
-    "connected_at", "ended_at", "fail_reason",
+    "id",
+    "type",
+    "status",
+    "chat_id",
+    "user_id",
+    "end_user_id",
+    "chat_duration",
+    "connected_at",
+    "ended_at",
+    "fail_reason",
 ]
 AGENT_INFO_KEYS = ["id", "agent_number", "email", "name", "first_name", "last_name", "avatar_url"]
 
 CREATED = dt.datetime(2021, 10, 4, 17, 20, 51, tzinfo=dt.timezone.utc)
 ASSIGNED = dt.datetime(2021, 10, 4, 17, 20, 53, tzinfo=dt.timezone.utc)
 JOHN = Agent(
-    id=1, agent_number=9, email="john.doe@foo.com", name="John Doe", first_name="John",
-    last_name="Doe", avatar_url="https://foobar.com/johndoe",
+    id=1,
+    agent_number=9,
+    email="john.doe@foo.com",
+    name="John Doe",
+    first_name="John",
+    last_name="Doe",
+    avatar_url="https://foobar.com/johndoe",
 )
 END_USER = EndUser(id=87, phone_number="+14155550100")
 
@@ -36,11 +73,17 @@ def make_chat(agent: Agent | None = None, **changes) -> Chat:
     participants = [Participant(205, "end_user", connected_at=CREATED, end_user_id=87)]
     if agent is not None:
         participants.append(Participant(206, "agent", connected_at=ASSIGNED, user_id=agent.id))
-    fields = dict(
-        id=114, lang="en", status="assigned" if agent else "selecting", created_at=CREATED,
-        end_user=END_USER, outbound_number="+16285550199", participants=tuple(participants),
-        agent=agent, assigned_at=ASSIGNED if agent else None,
-    )
+    fields = {
+        "id": 114,
+        "lang": "en",
+        "status": "assigned" if agent else "selecting",
+        "created_at": CREATED,
+        "end_user": END_USER,
+        "outbound_number": "+16285550199",
+        "participants": tuple(participants),
+        "agent": agent,
+        "assigned_at": ASSIGNED if agent else None,
+    }
     fields.update(changes)
     return Chat(**fields)
 
@@ -94,23 +137,47 @@ def test_chat_document_keys_are_in_section_5_order(agent):
 def test_chat_document_without_agent_matches_the_seed_example():
     doc = render.chat_document(make_chat(out_ticket_id="5006x00000XXxxxXXX"))
     assert doc == {
-        "id": 114, "lang": "en", "chat_type": "Messaging (SMS)", "status": "selecting",
-        "created_at": "2021-10-04T17:20:51.000Z", "queued_at": None, "assigned_at": None,
-        "ends_at": None, "wait_duration": 0, "chat_duration": 0, "rating": None,
-        "has_feedback": False, "out_ticket_id": "5006x00000XXxxxXXX", "out_ticket_url": None,
-        "verified": False, "disconnected_by": "disconnected_by_unknown", "fail_reason": None,
-        "selected_menu": None, "menu_path": None, "agent_info": None,
+        "id": 114,
+        "lang": "en",
+        "chat_type": "Messaging (SMS)",
+        "status": "selecting",
+        "created_at": "2021-10-04T17:20:51.000Z",
+        "queued_at": None,
+        "assigned_at": None,
+        "ends_at": None,
+        "wait_duration": 0,
+        "chat_duration": 0,
+        "rating": None,
+        "has_feedback": False,
+        "out_ticket_id": "5006x00000XXxxxXXX",
+        "out_ticket_url": None,
+        "verified": False,
+        "disconnected_by": "disconnected_by_unknown",
+        "fail_reason": None,
+        "selected_menu": None,
+        "menu_path": None,
+        "agent_info": None,
         "end_user": {"id": 87, "identifier": None, "out_contact_id": None},
-        "photos": [], "videos": [], "transfers": [],
+        "photos": [],
+        "videos": [],
+        "transfers": [],
         "participants": [
             {
-                "id": 205, "type": "end_user", "status": "connected", "chat_id": 114,
-                "user_id": None, "end_user_id": 87, "chat_duration": None,
-                "connected_at": "2021-10-04T17:20:51.000Z", "ended_at": None,
+                "id": 205,
+                "type": "end_user",
+                "status": "connected",
+                "chat_id": 114,
+                "user_id": None,
+                "end_user_id": 87,
+                "chat_duration": None,
+                "connected_at": "2021-10-04T17:20:51.000Z",
+                "ended_at": None,
                 "fail_reason": "nothing",
             }
         ],
-        "offer_type": None, "offer_events": [], "answer_type": "manual",
+        "offer_type": None,
+        "offer_events": [],
+        "answer_type": "manual",
         "outbound_number": "+16285550199",
     }
 
@@ -119,8 +186,13 @@ def test_chat_document_with_agent_has_agent_info_in_order():
     doc = render.chat_document(make_chat(JOHN))
     assert list(doc["agent_info"]) == AGENT_INFO_KEYS
     assert doc["agent_info"] == {
-        "id": 1, "agent_number": 9, "email": "john.doe@foo.com", "name": "John Doe",
-        "first_name": "John", "last_name": "Doe", "avatar_url": "https://foobar.com/johndoe",
+        "id": 1,
+        "agent_number": 9,
+        "email": "john.doe@foo.com",
+        "name": "John Doe",
+        "first_name": "John",
+        "last_name": "Doe",
+        "avatar_url": "https://foobar.com/johndoe",
     }
     assert doc["status"] == "assigned"
     assert doc["assigned_at"] == "2021-10-04T17:20:53.000Z"
@@ -161,7 +233,9 @@ def test_chat_type_is_always_messaging_sms():
 def test_end_user_identifier_and_out_contact_id_come_from_the_end_user_record():
     known = EndUser(id=87, phone_number="+14155550100", identifier="cust-1", out_contact_id="c-9")
     assert render.chat_document(make_chat(end_user=known))["end_user"] == {
-        "id": 87, "identifier": "cust-1", "out_contact_id": "c-9",
+        "id": 87,
+        "identifier": "cust-1",
+        "out_contact_id": "c-9",
     }
 
 
@@ -170,7 +244,10 @@ def test_lang_ticket_url_and_outbound_number_come_from_the_chat():
         make_chat(lang="fr", out_ticket_id="T 1", out_ticket_url="https://crm.example.com/t/T%201")
     )
     assert (doc["lang"], doc["out_ticket_id"], doc["out_ticket_url"], doc["outbound_number"]) == (
-        "fr", "T 1", "https://crm.example.com/t/T%201", "+16285550199",
+        "fr",
+        "T 1",
+        "https://crm.example.com/t/T%201",
+        "+16285550199",
     )
 
 
@@ -178,5 +255,7 @@ def test_finished_chat_renders_ends_at_and_duration():
     ends = dt.datetime(2021, 10, 4, 17, 25, 51, tzinfo=dt.timezone.utc)
     doc = render.chat_document(make_chat(status="finished", ends_at=ends, chat_duration=300))
     assert (doc["status"], doc["ends_at"], doc["chat_duration"]) == (
-        "finished", "2021-10-04T17:25:51.000Z", 300,
+        "finished",
+        "2021-10-04T17:25:51.000Z",
+        300,
     )

@@ -97,7 +97,11 @@ def test_session_marks_the_consumer_and_points_at_the_chat(send, db, tenant):
     assert mark["chat_id"] == doc["id"]
     assert stored(db, tenant, f"end_users/{CONSUMER}")["id"] == doc["end_user"]["id"]
     chat = stored(db, tenant, f"chats/{doc['id']}")
-    assert (chat["id"], chat["status"], chat["outbound_number"]) == (doc["id"], "selecting", OUTBOUND)
+    assert (chat["id"], chat["status"], chat["outbound_number"]) == (
+        doc["id"],
+        "selecting",
+        OUTBOUND,
+    )
 
 
 # ---- 6.3 sending on an agent's behalf ----------------------------------------------------
@@ -105,7 +109,12 @@ def test_session_marks_the_consumer_and_points_at_the_chat(send, db, tenant):
 
 @pytest.mark.parametrize(
     "second_agent",
-    [{"agentId": 1}, {"agent_id": "1"}, {"agentEmail": "john.doe@foo.com"}, {"agent_email": "JOHN.DOE@foo.com"}],
+    [
+        {"agentId": 1},
+        {"agent_id": "1"},
+        {"agentEmail": "john.doe@foo.com"},
+        {"agent_email": "JOHN.DOE@foo.com"},
+    ],
 )
 def test_the_sessions_agent_sends_again_into_the_same_session(send, db, tenant, second_agent):
     first = ok(send(agentId=1, message="first"))
@@ -160,7 +169,9 @@ def test_an_agent_cannot_send_into_a_session_opened_without_one(send, db, tenant
 @pytest.fixture
 def quick(make_tenant):
     """A tenant whose sessions expire after one idle second."""
-    return make_tenant(settings={**SMS_ON, "session_timeout_seconds": 1}, agents={1: dict(DEMO_AGENT)})
+    return make_tenant(
+        settings={**SMS_ON, "session_timeout_seconds": 1}, agents={1: dict(DEMO_AGENT)}
+    )
 
 
 def test_an_expired_session_is_finished_and_a_new_one_opens(send, db, quick):
@@ -193,7 +204,9 @@ def test_after_expiry_the_new_session_is_the_one_that_blocks(send, quick):
 
 def test_sending_on_behalf_keeps_the_session_alive(send, make_tenant):
     """The timeout counts idle time: a message sent in the session restarts it."""
-    tenant = make_tenant(settings={**SMS_ON, "session_timeout_seconds": 2}, agents={1: dict(DEMO_AGENT)})
+    tenant = make_tenant(
+        settings={**SMS_ON, "session_timeout_seconds": 2}, agents={1: dict(DEMO_AGENT)}
+    )
     first = ok(send(as_=tenant, agentId=1))
     time.sleep(1.2)
     assert ok(send(as_=tenant, agentId=1, message="still here"))["id"] == first["id"]
@@ -205,7 +218,11 @@ def test_sending_on_behalf_keeps_the_session_alive(send, make_tenant):
 
 
 def test_the_message_is_stored_with_its_session(send, db, tenant):
-    doc = ok(send(end_user_number="(415) 555-0100", outbound_number="628-555-0199", message="hello there"))
+    doc = ok(
+        send(
+            end_user_number="(415) 555-0100", outbound_number="628-555-0199", message="hello there"
+        )
+    )
     [message] = messages(db, tenant, doc["id"])
     assert message["text"] == "hello there"
     assert (message["from"], message["to"]) == (OUTBOUND, CONSUMER)
@@ -218,7 +235,9 @@ def test_a_message_sent_on_behalf_is_stored_in_the_existing_chat(send, db, tenan
     ok(send(agentEmail="john.doe@foo.com", message="two"))
     stored_messages = messages(db, tenant, first["id"])
     assert [m["text"] for m in stored_messages] == ["one", "two"]
-    assert all((m["from"], m["to"], m["status"]) == (OUTBOUND, CONSUMER, "queued") for m in stored_messages)
+    assert all(
+        (m["from"], m["to"], m["status"]) == (OUTBOUND, CONSUMER, "queued") for m in stored_messages
+    )
 
 
 # ---- 6.5 ids ----------------------------------------------------------------------------
@@ -261,7 +280,13 @@ def test_a_new_session_after_expiry_gets_new_chat_and_participant_ids(send, quic
         {"ticket_id": "x" * 256},
         {"agentId": 1, "agentEmail": "jane.roe@foo.com"},
     ],
-    ids=["agent_not_found", "message_blank", "outbound_not_found", "ticket_too_long", "agents_disagree"],
+    ids=[
+        "agent_not_found",
+        "message_blank",
+        "outbound_not_found",
+        "ticket_too_long",
+        "agents_disagree",
+    ],
 )
 def test_a_request_that_fails_validation_writes_nothing(send, db, two_numbers, change):
     before = count_documents(db, two_numbers.id)

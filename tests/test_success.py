@@ -19,36 +19,92 @@ from conftest import SEED_BODY
 from sms.devtools.seed import DEMO_AGENT
 
 SECTION_5_KEYS = [
-    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
-    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id", "out_ticket_url",
-    "verified", "disconnected_by", "fail_reason", "selected_menu", "menu_path", "agent_info",
-    "end_user", "photos", "videos", "transfers", "participants", "offer_type", "offer_events",
-    "answer_type", "outbound_number",
+    "id",
+    "lang",
+    "chat_type",
+    "status",
+    "created_at",
+    "queued_at",
+    "assigned_at",
+    "ends_at",
+    "wait_duration",
+    "chat_duration",
+    "rating",
+    "has_feedback",
+    "out_ticket_id",
+    "out_ticket_url",
+    "verified",
+    "disconnected_by",
+    "fail_reason",
+    "selected_menu",
+    "menu_path",
+    "agent_info",
+    "end_user",
+    "photos",
+    "videos",
+    "transfers",
+    "participants",
+    "offer_type",
+    "offer_events",
+    "answer_type",
+    "outbound_number",
 ]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 END_USER_PARTICIPANT = {
-    "id": 205, "type": "end_user", "status": "connected", "chat_id": 114, "user_id": None,
-    "end_user_id": 87, "chat_duration": None, "connected_at": "2021-10-04T17:20:51.000Z",
-    "ended_at": None, "fail_reason": "nothing",
+    "id": 205,
+    "type": "end_user",
+    "status": "connected",
+    "chat_id": 114,
+    "user_id": None,
+    "end_user_id": 87,
+    "chat_duration": None,
+    "connected_at": "2021-10-04T17:20:51.000Z",
+    "ended_at": None,
+    "fail_reason": "nothing",
 }
 AGENT_PARTICIPANT = {
-    "id": 206, "type": "agent", "status": "connected", "chat_id": 114, "user_id": 1,
-    "end_user_id": None, "chat_duration": None, "connected_at": "2021-10-04T17:20:53.000Z",
-    "ended_at": None, "fail_reason": "nothing",
+    "id": 206,
+    "type": "agent",
+    "status": "connected",
+    "chat_id": 114,
+    "user_id": 1,
+    "end_user_id": None,
+    "chat_duration": None,
+    "connected_at": "2021-10-04T17:20:53.000Z",
+    "ended_at": None,
+    "fail_reason": "nothing",
 }
 # The seed's answer without an agent ("ticket id" and "without ticket" examples).
 SEED_SELECTING: dict[str, Any] = {
-    "id": 114, "lang": "en", "chat_type": "Messaging (SMS)", "status": "selecting",
-    "created_at": "2021-10-04T17:20:51.000Z", "queued_at": None, "assigned_at": None,
-    "ends_at": None, "wait_duration": 0, "chat_duration": 0, "rating": None,
-    "has_feedback": False, "out_ticket_id": None, "out_ticket_url": None, "verified": False,
-    "disconnected_by": "disconnected_by_unknown", "fail_reason": None, "selected_menu": None,
-    "menu_path": None, "agent_info": None,
+    "id": 114,
+    "lang": "en",
+    "chat_type": "Messaging (SMS)",
+    "status": "selecting",
+    "created_at": "2021-10-04T17:20:51.000Z",
+    "queued_at": None,
+    "assigned_at": None,
+    "ends_at": None,
+    "wait_duration": 0,
+    "chat_duration": 0,
+    "rating": None,
+    "has_feedback": False,
+    "out_ticket_id": None,
+    "out_ticket_url": None,
+    "verified": False,
+    "disconnected_by": "disconnected_by_unknown",
+    "fail_reason": None,
+    "selected_menu": None,
+    "menu_path": None,
+    "agent_info": None,
     "end_user": {"id": 87, "identifier": None, "out_contact_id": None},
-    "photos": [], "videos": [], "transfers": [],
+    "photos": [],
+    "videos": [],
+    "transfers": [],
     "participants": [END_USER_PARTICIPANT],
-    "offer_type": None, "offer_events": [], "answer_type": "manual",
+    "offer_type": None,
+    "offer_events": [],
+    "answer_type": "manual",
     "outbound_number": "+16285550199",
 }
 # The seed's answer of the agentId example.
@@ -57,8 +113,13 @@ SEED_ASSIGNED: dict[str, Any] = {
     "status": "assigned",
     "assigned_at": "2021-10-04T17:20:53.000Z",
     "agent_info": {
-        "id": 1, "agent_number": 9, "email": "john.doe@foo.com", "name": "John Doe",
-        "first_name": "John", "last_name": "Doe", "avatar_url": "https://foobar.com/johndoe",
+        "id": 1,
+        "agent_number": 9,
+        "email": "john.doe@foo.com",
+        "name": "John Doe",
+        "first_name": "John",
+        "last_name": "Doe",
+        "avatar_url": "https://foobar.com/johndoe",
     },
     "participants": [END_USER_PARTICIPANT, AGENT_PARTICIPANT],
 }
@@ -98,7 +159,7 @@ def expected_from_seed(seed: dict[str, Any], actual: dict[str, Any]) -> dict[str
     if seed["assigned_at"] is not None:
         expected["assigned_at"] = actual["assigned_at"]
     expected["end_user"]["id"] = actual["end_user"]["id"]
-    for participant, got in zip(expected["participants"], actual["participants"]):
+    for participant, got in zip(expected["participants"], actual["participants"], strict=True):
         participant["id"] = got["id"]
         participant["chat_id"] = expected["id"]
         if participant["type"] == "end_user":
@@ -199,8 +260,12 @@ def test_agent_email_matches_an_agent_stored_with_capitals(make_tenant, send):
 
 def test_agent_info_is_the_named_agent_of_the_tenant(make_tenant, send):
     agent_42 = {
-        "agent_number": 12, "email": "ann@bar.com", "name": "Ann Lee", "first_name": "Ann",
-        "last_name": "Lee", "avatar_url": "https://bar.com/ann",
+        "agent_number": 12,
+        "email": "ann@bar.com",
+        "name": "Ann Lee",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "avatar_url": "https://bar.com/ann",
     }
     team = make_tenant(agents={1: dict(DEMO_AGENT), 42: agent_42})
     doc = ok(send({**WITHOUT_TICKET, "agent_id": 42}, as_=team))
@@ -226,25 +291,33 @@ def test_status_is_assigned_with_an_agent_and_assigned_at_is_set(send):
 
 
 def test_lang_comes_from_the_tenant(make_tenant, send):
-    spanish = make_tenant(settings={"sms_enabled": True, "outbound_sms_enabled": True, "lang": "es"})
+    spanish = make_tenant(
+        settings={"sms_enabled": True, "outbound_sms_enabled": True, "lang": "es"}
+    )
     assert ok(send(as_=spanish))["lang"] == "es"
 
 
 def test_out_ticket_url_fills_the_tenant_template_with_the_ticket_id(make_tenant, send):
-    crm = make_tenant(settings={
-        "sms_enabled": True, "outbound_sms_enabled": True,
-        "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
-    })
+    crm = make_tenant(
+        settings={
+            "sms_enabled": True,
+            "outbound_sms_enabled": True,
+            "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
+        }
+    )
     doc = ok(send(as_=crm))
     assert doc["out_ticket_id"] == "5006x00000XXxxxXXX"
     assert doc["out_ticket_url"] == "https://crm.example.com/t/5006x00000XXxxxXXX"
 
 
 def test_out_ticket_url_is_null_without_a_ticket_even_with_a_template(make_tenant, send):
-    crm = make_tenant(settings={
-        "sms_enabled": True, "outbound_sms_enabled": True,
-        "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
-    })
+    crm = make_tenant(
+        settings={
+            "sms_enabled": True,
+            "outbound_sms_enabled": True,
+            "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
+        }
+    )
     doc = ok(send(WITHOUT_TICKET, as_=crm))
     assert (doc["out_ticket_id"], doc["out_ticket_url"]) == (None, None)
 
@@ -298,7 +371,8 @@ def test_unknown_fields_are_ignored(send):
 
 def test_content_type_other_than_json_is_still_parsed_as_json(app_client, tenant):
     response = app_client.post(
-        "/apps/api/v1/sms", data=json.dumps(WITHOUT_TICKET),
+        "/apps/api/v1/sms",
+        data=json.dumps(WITHOUT_TICKET),
         headers={**tenant.headers, "Content-Type": "text/plain"},
     )
     doc = ok(response)

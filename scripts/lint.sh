@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The static checks CI runs: ruff (lint and format) on everything, mypy --strict on the package.
+source "$(dirname "$0")/_venv.sh"
+cd "$ROOT"
+ruff check .
+ruff format --check .
+mypy
