@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +15,11 @@ from typing import Any
 
 import functions_framework
 import pytest
-import requests
 from google.cloud import firestore
 
-from sms.devtools.emulator import Emulator, free_port, wait_until
+from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT, TenantSeed
+from sms.devtools.server import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-sms-tests"
@@ -46,6 +43,15 @@ class Tenant(TenantSeed):
     @property
     def headers(self) -> dict[str, str]:
         return basic(self.id, self.token)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Whatever a test does to os.environ is undone after it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -124,40 +130,9 @@ def count_documents(db: firestore.Client, tenant_id: str) -> int:
 @pytest.fixture(scope="session")
 def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The function served by functions-framework as in production, on a loopback port."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")  # noqa: SIM115
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target=sms_api",
-            "--source=main.py",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(base + "/", timeout=1).status_code == 404
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(ready, 30, "functions-framework", process)
-        yield base
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    with (
+        open(tmp_path_factory.mktemp("server") / "server.log", "wb") as log,
+        serving(free_port(), env, log) as url,
+    ):
+        yield url

@@ -8,8 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +19,10 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from conftest import ROOT, SEED_BODY, SMS_PATH, Tenant
-from sms.devtools.emulator import Emulator, free_port, wait_until
+from conftest import SEED_BODY, SMS_PATH, Tenant
+from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT
+from sms.devtools.server import serving
 
 PROJECT = "demo-sms-faults"
 ANSWER_WITHIN_SECONDS = 10
@@ -70,33 +69,25 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 @pytest.fixture(scope="module")
 def url(backend: Backend) -> Iterator[str]:
-    port = free_port()
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": backend.host, "GOOGLE_CLOUD_PROJECT": PROJECT}
-    with open(backend.log_dir / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target=sms_api",
-             "--source=main.py", "--host=127.0.0.1", f"--port={port}"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(lambda: _answers(base), 30, "functions-framework", server)
-            yield base
-        finally:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def _answers(base: str) -> bool:
-    try:
-        return requests.get(base + "/", timeout=1).status_code == 404
-    except requests.RequestException:
-        return False
+    with (
+        open(backend.log_dir / "server.log", "wb") as log,
+        serving(free_port(), env, log) as base,
+    ):
+        yield base
 
 
 def client(backend: Backend) -> firestore.Client:
+    """A client of this module's emulator (the client reads the variable when it is made)."""
+    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = backend.host
-    return firestore.Client(project=PROJECT)
+    try:
+        return firestore.Client(project=PROJECT)
+    finally:
+        if saved is None:
+            del os.environ["FIRESTORE_EMULATOR_HOST"]
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
 
 
 def seed(backend: Backend, name: str) -> Tenant:
