@@ -16,9 +16,6 @@ import hashlib
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -34,8 +31,9 @@ from openapi_spec_validator import validate as validate_spec
 
 from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, basic
 from sms import errors, idempotency
-from sms.devtools.emulator import free_port, wait_until
+from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
+from sms.devtools.server import serving
 
 DOCUMENT_PATH = ROOT / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
@@ -770,8 +768,6 @@ def test_422_conforms(post: Callable[..., requests.Response]) -> None:
 @pytest.fixture(scope="module")
 def server_without_firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The function served as in production, pointed at a Firestore that is not there."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("no-firestore") / "server.log", "wb")  # noqa: SIM115
     env = {
         **os.environ,
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
@@ -779,33 +775,11 @@ def server_without_firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "SMS_REQUEST_DEADLINE_SECONDS": "1",
         "SMS_FIRESTORE_TIMEOUT_SECONDS": "0.5",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
-         "--host=127.0.0.1", f"--port={port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(base + "/", timeout=1).status_code == 404
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(ready, 30, "functions-framework", process)
-        yield base
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    with (
+        open(tmp_path_factory.mktemp("no-firestore") / "server.log", "wb") as log,
+        serving(free_port(), env, log) as url,
+    ):
+        yield url
 
 
 @pytest.mark.parametrize(

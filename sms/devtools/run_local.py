@@ -20,11 +20,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from sms.devtools.emulator import Emulator, free_port, wait_until
+from sms.devtools.emulator import Emulator, free_port
+from sms.devtools.server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-sms-local"
@@ -40,16 +39,6 @@ DEMO_BODY = (
     '{"chat_type": "Messaging (SMS)", "end_user_number": "+1 415-555-0100", '
     '"outbound_number": "+1 628-555-0199", "message": "Your order has shipped.", "agentId": 1}'
 )
-
-
-def _serving(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means the server is up
-    except (urllib.error.URLError, OSError):
-        return False
-    return True
 
 
 def _port_is_free(port: int) -> bool:
@@ -84,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="sms-local-"))
     print(f"Starting the Firestore emulator (log: {logs / 'emulator.log'})", flush=True)
     emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
-    server: subprocess.Popen[bytes] | None = None
     try:
         env = {
             **os.environ,
@@ -92,59 +80,26 @@ def main(argv: list[str] | None = None) -> int:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
         }
         token = _configure_demo(env)
-
-        url = f"http://127.0.0.1:{args.port}"
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--target=sms_api",
-                "--source=main.py",
-                "--host=127.0.0.1",
-                f"--port={args.port}",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        wait_until(lambda: _serving(url + "/"), 30, "functions-framework", server)
-
-        curl = [
-            "curl",
-            "-sS",
-            "-u",
-            f"demo:{token}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            DEMO_BODY,
-            f"{url}/apps/api/v1/sms",
-        ]
-        print(
-            "\nThe function is serving on "
-            + url
-            + " with the Firestore emulator at "
-            + emulator.host_port
-            + ".\nTenant 'demo': outbound number +16285550199, agent 1 "
-            "(john.doe@foo.com), API token " + token + "\n\nTry:\n\n  " + shlex.join(curl) + "\n",
-            flush=True,
-        )
-        if args.once:
-            return subprocess.run(curl, check=False).returncode
-        print("Ctrl-C stops the server and the emulator.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server.wait()
-        return server.returncode or 0
+        with serving(args.port, env) as url:
+            curl = [
+                "curl", "-sS", "-u", f"demo:{token}", "-H", "Content-Type: application/json",
+                "-d", DEMO_BODY, f"{url}/apps/api/v1/sms",
+            ]  # fmt: skip
+            print(
+                f"\nThe function is serving on {url} with the Firestore emulator at "
+                f"{emulator.host_port}.\nTenant 'demo': outbound number +16285550199, agent 1 "
+                f"(john.doe@foo.com), API token {token}\n\nTry:\n\n  {shlex.join(curl)}\n",
+                flush=True,
+            )
+            if args.once:
+                return subprocess.run(curl, check=False).returncode
+            print("Ctrl-C stops the server and the emulator.", flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            signal.pause()
+            return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
         emulator.stop()
         print("\nStopped the server and the emulator.", flush=True)
 
