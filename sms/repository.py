@@ -99,6 +99,11 @@ def _failures(commit: bool = False) -> Iterator[None]:
 # ---- documents -> domain ---------------------------------------------------------------
 
 
+def _stored(record: Any) -> dict[str, Any]:
+    """A record's fields as a document, but for the version the store keeps by itself."""
+    return {k: v for k, v in dataclasses.asdict(record).items() if k != "version"}
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -155,27 +160,6 @@ def end_user_from(data: dict[str, Any]) -> EndUser:
     )
 
 
-def _end_user_doc(end_user: EndUser) -> dict[str, Any]:
-    return {
-        "id": end_user.id,
-        "phone_number": end_user.phone_number,
-        "identifier": end_user.identifier,
-        "out_contact_id": end_user.out_contact_id,
-    }
-
-
-def _agent_doc(agent: Agent) -> dict[str, Any]:
-    return {
-        "id": agent.id,
-        "agent_number": agent.agent_number,
-        "email": agent.email,
-        "name": agent.name,
-        "first_name": agent.first_name,
-        "last_name": agent.last_name,
-        "avatar_url": agent.avatar_url,
-    }
-
-
 def _chat_doc(chat: Chat) -> dict[str, Any]:
     return {
         "id": chat.id,
@@ -192,8 +176,8 @@ def _chat_doc(chat: Chat) -> dict[str, Any]:
         "fail_reason": chat.fail_reason,
         "outbound_number": chat.outbound_number,
         "end_user_number": chat.end_user.phone_number,
-        "end_user": _end_user_doc(chat.end_user),
-        "agent": _agent_doc(chat.agent) if chat.agent else None,
+        "end_user": _stored(chat.end_user),
+        "agent": _stored(chat.agent) if chat.agent else None,
         "participants": [
             {
                 "id": p.id,
@@ -259,17 +243,6 @@ def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
         written_by=data.get("written_by") or "",
         version=version,
     )
-
-
-def _key_doc(record: StoredKey) -> dict[str, Any]:
-    return {
-        "fingerprint": record.fingerprint,
-        "holder": record.holder,
-        "status": record.status,
-        "body": record.body,
-        "lease_expires_at": record.lease_expires_at,
-        "expires_at": record.expires_at,
-    }
 
 
 def _message_doc(message: Message) -> dict[str, Any]:
@@ -507,7 +480,7 @@ class FirestoreStore:
 
         def write(transaction: firestore.Transaction) -> None:
             if plan.new_end_user is not None:
-                transaction.create(end_user_ref, _end_user_doc(plan.new_end_user))
+                transaction.create(end_user_ref, _stored(plan.new_end_user))
             if plan.finish is not None:
                 transaction.update(
                     chats.document(str(plan.finish.chat_id)),
@@ -584,9 +557,9 @@ class FirestoreStore:
         def write(transaction: firestore.Transaction) -> None:
             ref = self._key_ref(claim.tenant_id, claim.key_id)
             if replaces is None:
-                transaction.create(ref, _key_doc(record))
+                transaction.create(ref, _stored(record))
             else:
-                transaction.update(ref, _key_doc(record), option=self._at(replaces.version))
+                transaction.update(ref, _stored(record), option=self._at(replaces.version))
 
         transaction = self._db.transaction(max_attempts=1)
         with _failures(commit=True):

@@ -71,8 +71,8 @@ class _Failures:
             raise BadRequest(self._texts[0])
 
 
-class OutboundSms:
-    """POST /apps/api/v1/sms as a use case."""
+class _UseCase:
+    """A use case is handed its store, its clock, and how long it may wait on the store."""
 
     def __init__(
         self,
@@ -83,6 +83,10 @@ class OutboundSms:
         self._store = store
         self._clock = clock
         self._deadline_seconds = deadline_seconds
+
+
+class OutboundSms(_UseCase):
+    """POST /apps/api/v1/sms as a use case."""
 
     def send(self, tenant: Tenant, body: Any, claim: Claim | None = None) -> str:
         """Validate, then open a session (or send on an agent's behalf); the answer's JSON.
@@ -286,18 +290,8 @@ def _message(
     )
 
 
-class ChatSessions:
+class ChatSessions(_UseCase):
     """GET and PATCH /apps/api/v1/chats/{id}: a session as it stands, and ending it."""
-
-    def __init__(
-        self,
-        store: Store,
-        clock: Callable[[], dt.datetime] = utc_now,
-        deadline_seconds: float = 8.0,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._deadline_seconds = deadline_seconds
 
     def get(self, tenant: Tenant, chat_id: int) -> str:
         """The chat document as it stands now."""
