@@ -134,7 +134,8 @@ class Api:
                 with deadline.bounded(self._deadline_seconds):
                     response = self._route(request)
             except ApiError as error:
-                logs.note(error=error.message)
+                outcome = "unavailable" if error.status == 503 else None
+                logs.note(error=error.message, outcome=outcome)
                 response = error_response(error)
             except errors.BackendUnavailable as exc:
                 logs.note(outcome="unavailable", error=str(exc))
