@@ -90,9 +90,14 @@ def _failures(commit: bool = False) -> Iterator[None]:
     except _TRANSIENT as exc:
         raise errors.BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
     except ValueError as exc:
-        # How the transaction API reports a commit that aborted on its last attempt.
-        if isinstance(exc.__cause__, gexc.Aborted):
-            raise errors.BackendUnavailable(f"Aborted: {exc.__cause__}") from exc
+        # The transaction API wraps failures in ValueError: "failed to commit in N attempts"
+        # (caused by Aborted), or "cannot be rolled back" when beginning the transaction
+        # failed (in the context of that failure). Judge them by what lies underneath.
+        origin = exc.__cause__ or exc.__context__
+        if isinstance(origin, _TRANSIENT):
+            raise errors.BackendUnavailable(f"{type(origin).__name__}: {origin}") from exc
+        if commit and isinstance(origin, _LOST_RACE):
+            raise errors.LostRace(str(origin)) from exc
         raise
 
 
