@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.once:
                 return subprocess.run(curl, check=False).returncode
             print("Ctrl-C stops the server and the emulator.", flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            for stop in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(stop, lambda *_: sys.exit(0))
             signal.pause()
             return 0
     except KeyboardInterrupt:
