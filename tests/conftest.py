@@ -25,6 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-sms-tests"
 SMS_PATH = "/apps/api/v1/sms"
 
+# The keys of the chat document and its parts, in the order of SPEC section 5.
+CHAT_KEYS = [
+    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
+    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id",
+    "out_ticket_url", "verified", "disconnected_by", "fail_reason", "selected_menu",
+    "menu_path", "agent_info", "end_user", "photos", "videos", "transfers", "participants",
+    "offer_type", "offer_events", "answer_type", "outbound_number",
+]  # fmt: skip
+PARTICIPANT_KEYS = [
+    "id", "type", "status", "chat_id", "user_id", "end_user_id", "chat_duration",
+    "connected_at", "ended_at", "fail_reason",
+]  # fmt: skip
+AGENT_INFO_KEYS = ["id", "agent_number", "email", "name", "first_name", "last_name", "avatar_url"]
+
 SEED_BODY: dict[str, Any] = {
     "chat_type": "Messaging (SMS)",
     "end_user_number": "+1 415-555-0100",

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED_BODY, SMS_PATH, basic
+from conftest import CHAT_KEYS, SEED_BODY, SMS_PATH, basic
 from sms import errors
 from sms.devtools.seed import DEMO_AGENT
 
@@ -36,13 +36,6 @@ KNOWN_FIELDS = frozenset({*SEED_BODY, *AGENT_ID_FIELDS, *AGENT_EMAIL_FIELDS, "ch
 # The configuration collections of SPEC 7; every other subcollection of a tenant is internal
 # (chats and their messages, active_sessions, end_users, counters, idempotency_keys...).
 CONFIG_COLLECTIONS = frozenset({"outbound_numbers", "agents", "api_credentials"})
-CHAT_KEYS = [
-    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
-    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id",
-    "out_ticket_url", "verified", "disconnected_by", "fail_reason", "selected_menu",
-    "menu_path", "agent_info", "end_user", "photos", "videos", "transfers", "participants",
-    "offer_type", "offer_events", "answer_type", "outbound_number",
-]  # fmt: skip
 # Times differ between two otherwise identical requests.
 TIME_KEYS = ("created_at", "assigned_at", "queued_at", "ends_at", "connected_at", "ended_at")
 NOT_FOUND = "Not Found"

@@ -29,7 +29,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator import validate as validate_spec
 
-from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, basic
+from conftest import CHAT_KEYS, PROJECT, ROOT, SEED_BODY, SMS_PATH, basic
 from sms import errors, idempotency
 from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
@@ -48,13 +48,6 @@ LIMIT = 64 * 1024
 TIMEOUT = 30
 
 # SPEC section 5: the chat document's keys, in their order.
-CHAT_KEYS = [
-    "id", "lang", "chat_type", "status", "created_at", "queued_at", "assigned_at", "ends_at",
-    "wait_duration", "chat_duration", "rating", "has_feedback", "out_ticket_id",
-    "out_ticket_url", "verified", "disconnected_by", "fail_reason", "selected_menu",
-    "menu_path", "agent_info", "end_user", "photos", "videos", "transfers", "participants",
-    "offer_type", "offer_events", "answer_type", "outbound_number",
-]  # fmt: skip
 
 
 # ---- reading the document ---------------------------------------------------------------

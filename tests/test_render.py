@@ -7,53 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from conftest import AGENT_INFO_KEYS, CHAT_KEYS, PARTICIPANT_KEYS
 from sms import render
 from sms.domain import Agent, Chat, EndUser, Participant
-
-SECTION_5_KEYS = [
-    "id",
-    "lang",
-    "chat_type",
-    "status",
-    "created_at",
-    "queued_at",
-    "assigned_at",
-    "ends_at",
-    "wait_duration",
-    "chat_duration",
-    "rating",
-    "has_feedback",
-    "out_ticket_id",
-    "out_ticket_url",
-    "verified",
-    "disconnected_by",
-    "fail_reason",
-    "selected_menu",
-    "menu_path",
-    "agent_info",
-    "end_user",
-    "photos",
-    "videos",
-    "transfers",
-    "participants",
-    "offer_type",
-    "offer_events",
-    "answer_type",
-    "outbound_number",
-]
-PARTICIPANT_KEYS = [
-    "id",
-    "type",
-    "status",
-    "chat_id",
-    "user_id",
-    "end_user_id",
-    "chat_duration",
-    "connected_at",
-    "ended_at",
-    "fail_reason",
-]
-AGENT_INFO_KEYS = ["id", "agent_number", "email", "name", "first_name", "last_name", "avatar_url"]
 
 CREATED = dt.datetime(2021, 10, 4, 17, 20, 51, tzinfo=dt.timezone.utc)
 ASSIGNED = dt.datetime(2021, 10, 4, 17, 20, 53, tzinfo=dt.timezone.utc)
@@ -131,7 +87,7 @@ def test_timestamp_of_none_is_none():
 
 @pytest.mark.parametrize("agent", [None, JOHN], ids=["without_agent", "with_agent"])
 def test_chat_document_keys_are_in_section_5_order(agent):
-    assert list(render.chat_document(make_chat(agent))) == SECTION_5_KEYS
+    assert list(render.chat_document(make_chat(agent))) == CHAT_KEYS
 
 
 def test_chat_document_without_agent_matches_the_seed_example():

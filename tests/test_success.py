@@ -15,40 +15,9 @@ from typing import Any
 
 import pytest
 
-from conftest import SEED_BODY
+from conftest import CHAT_KEYS, SEED_BODY
 from sms.devtools.seed import DEMO_AGENT
 
-SECTION_5_KEYS = [
-    "id",
-    "lang",
-    "chat_type",
-    "status",
-    "created_at",
-    "queued_at",
-    "assigned_at",
-    "ends_at",
-    "wait_duration",
-    "chat_duration",
-    "rating",
-    "has_feedback",
-    "out_ticket_id",
-    "out_ticket_url",
-    "verified",
-    "disconnected_by",
-    "fail_reason",
-    "selected_menu",
-    "menu_path",
-    "agent_info",
-    "end_user",
-    "photos",
-    "videos",
-    "transfers",
-    "participants",
-    "offer_type",
-    "offer_events",
-    "answer_type",
-    "outbound_number",
-]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 END_USER_PARTICIPANT = {
@@ -193,14 +162,14 @@ def test_seed_example_with_ticket_id_returns_the_ticket_in_out_ticket_id(send):
     # SPEC section 9: the seed answers out_ticket_id null; here the ticket id is returned.
     expected = {**SEED_SELECTING, "out_ticket_id": "5006x00000XXxxxXXX"}
     assert doc == expected_from_seed(expected, doc)
-    assert list(doc) == SECTION_5_KEYS
+    assert list(doc) == CHAT_KEYS
 
 
 def test_seed_example_with_agent_id_1_matches_the_seed_answer(send):
     doc = ok(send({**WITHOUT_TICKET, "agentId": 1}))
     assert_generated_fields_are_well_formed(doc)
     assert doc == expected_from_seed(SEED_ASSIGNED, doc)
-    assert list(doc) == SECTION_5_KEYS
+    assert list(doc) == CHAT_KEYS
 
 
 def test_seed_example_with_agent_email_fills_agent_info(send):
@@ -208,14 +177,14 @@ def test_seed_example_with_agent_email_fills_agent_info(send):
     assert_generated_fields_are_well_formed(doc)
     # SPEC section 9: the seed answers agent_info null here; the assigned agent is shown.
     assert doc == expected_from_seed(SEED_ASSIGNED, doc)
-    assert list(doc) == SECTION_5_KEYS
+    assert list(doc) == CHAT_KEYS
 
 
 def test_seed_example_without_ticket_id_matches_the_seed_answer(send):
     doc = ok(send(WITHOUT_TICKET))
     assert_generated_fields_are_well_formed(doc)
     assert doc == expected_from_seed(SEED_SELECTING, doc)
-    assert list(doc) == SECTION_5_KEYS
+    assert list(doc) == CHAT_KEYS
 
 
 def test_nested_objects_keep_the_seed_key_order(send):
@@ -348,7 +317,7 @@ def test_chat_subtype_is_accepted_and_stored(send, tenant, db):
     doc = ok(send(chat_subtype="api_initiated"))
     stored = db.document(f"tenants/{tenant.id}/chats/{doc['id']}").get().to_dict()
     assert stored["chat_subtype"] == "api_initiated"
-    assert list(doc) == SECTION_5_KEYS
+    assert list(doc) == CHAT_KEYS
 
 
 @pytest.mark.parametrize(
