@@ -11,7 +11,7 @@ section 7; the rest is internal)::
     tenants/{t}/end_users/{E.164}                 EndUser
     tenants/{t}/chats/{id}                        Chat
     tenants/{t}/chats/{id}/messages/{auto id}     Message
-    tenants/{t}/counters/{kind}                   next_id: the first id not yet reserved
+    tenants/{t}/counters/{kind}                   last_id: the highest id reserved so far
     tenants/{t}/idempotency_keys/{sha256 of key}  StoredKey (expires_at: TTL field)
 
 Concurrent requests never read-then-write a shared document inside a transaction: the
@@ -457,19 +457,23 @@ class FirestoreStore:
         return self._ids.take(tenant_id, kind, count)
 
     def _reserve_ids(self, tenant_id: str, kind: str, count: int) -> int:
+        """Reserve ``count`` fresh ids of a kind; the first of them.
+
+        The transaction does not read the counter: it adds ``count`` with a server-side
+        increment and learns the new total from the commit. Reading it first would lock it,
+        and instances reserving at once would wait on each other and abort.
+        """
         counter = self._tenant(tenant_id).collection("counters").document(kind)
+        transaction = self._db.transaction(max_attempts=1)
 
-        def reserve(transaction: firestore.Transaction) -> int:
-            snap = counter.get(transaction=transaction)
-            first = int((snap.to_dict() or {}).get("next_id", 1)) if snap.exists else 1
-            transaction.set(counter, {"next_id": first + count})
-            return first
+        def reserve(transaction: firestore.Transaction) -> None:
+            transaction.set(counter, {"last_id": firestore.Increment(count)}, merge=True)
 
-        try:
-            first: int = self._transact(reserve)
-        except errors.LostRace as exc:  # the counter changed under the transaction
-            raise errors.BackendUnavailable(str(exc)) from exc
-        return first
+        with _failures():
+            firestore.transactional(reserve)(transaction)
+        assert transaction.write_results is not None
+        last = int(transaction.write_results[0].transform_results[0].integer_value)
+        return last - count + 1
 
     # -- writes
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -128,7 +129,7 @@ class OutboundSms(_UseCase):
         now = self._clock()
         state = lookup.consumer
         while True:
-            plan = self._decide(tenant, request, agent, state, now)
+            plan = limit.retry(functools.partial(self._decide, tenant, request, agent, state, now))
             assert plan.answer is not None
             answer = render.to_json(render.chat_document(plan.answer))
             if claim is not None:

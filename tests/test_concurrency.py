@@ -9,11 +9,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import flask
 import requests
 from google.cloud import firestore
 
-from conftest import SEED_BODY, SMS_PATH, Tenant
+from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
+from sms.api import Api
+from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
+from sms.repository import FirestoreStore
 
 ACTIVE = "Outbound SMS failed. Consumer is already in an active SMS session."
 PARALLEL = 20
@@ -114,3 +118,29 @@ def test_parallel_requests_meeting_an_expired_session_replace_it_once(
     assert winners[0]["end_user"]["id"] == first.json()["end_user"]["id"]
     old = db.document(f"tenants/{tenant.id}/chats/{first.json()['id']}").get()
     assert old.get("status") == "finished"
+
+
+def test_instances_reserving_ids_at_the_same_moment_do_not_fail_each_other(
+    make_tenant: Callable[..., Tenant],
+) -> None:
+    """Twelve instances (each with its own store and id blocks) open sessions at once."""
+    instances = 12
+    tenant = make_tenant()
+    settings = Settings(project=PROJECT)
+    apis = [Api(FirestoreStore.from_settings(settings), 8.0) for _ in range(instances)]
+    app = flask.Flask(__name__)
+    start = threading.Barrier(instances)
+
+    def one(index: int) -> tuple[int, Any]:
+        body = {**SEED_BODY, "end_user_number": consumer(index)}
+        with app.test_request_context(SMS_PATH, method="POST", json=body, headers=tenant.headers):
+            start.wait()
+            answer = apis[index].handle(flask.request)
+            return answer.status_code, answer.get_json()
+
+    with ThreadPoolExecutor(instances) as pool:
+        answers = list(pool.map(one, range(instances)))
+
+    assert [status for status, _ in answers] == [200] * instances, answers
+    assert len({doc["id"] for _, doc in answers}) == instances
+    assert len({p["id"] for _, doc in answers for p in doc["participants"]}) == instances
