@@ -307,6 +307,7 @@ class ChatSessions(_UseCase):
         """Finish an active session and free its consumer; the ended chat's document."""
         limit = deadline.current(self._deadline_seconds)
         now = self._clock()
+        outcome_unknown = False  # a commit of this request may have landed unseen
         while True:
             chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
             if chat is None:
@@ -315,8 +316,8 @@ class ChatSessions(_UseCase):
                 raise BadRequest(errors.STATUS_MUST_BE_FINISHED)
             current = _as_of(tenant, chat, session, now)
             if not current.active:
-                if current.ends_at == now:
-                    return render.to_json(render.chat_document(current))  # this request's own end
+                if outcome_unknown and current.ends_at == now:
+                    return render.to_json(render.chat_document(current))  # it had landed
                 raise BadRequest(errors.CHAT_ALREADY_ENDED)
             ended = chat.ended(now)
             mark = session if session is not None and session.chat_id == chat.id else None
@@ -324,8 +325,11 @@ class ChatSessions(_UseCase):
                 self._store.end_chat(tenant.id, ended, mark)
                 logs.note(outcome="chat_ended", chat_id=chat.id)
                 return render.to_json(render.chat_document(ended))
-            except (errors.LostRace, errors.BackendUnavailable):
-                limit.pause()  # read again: ended meanwhile, by someone else or by this commit
+            except errors.LostRace:
+                pass  # changed meanwhile (ended by another request?): read it again
+            except errors.BackendUnavailable:
+                outcome_unknown = True
+            limit.pause()
 
 
 def _as_of(tenant: Tenant, chat: Chat, session: ActiveSession | None, now: dt.datetime) -> Chat:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import Counter
@@ -14,10 +15,12 @@ import requests
 from google.cloud import firestore
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
+from sms import errors, repository
 from sms.api import Api
 from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
 from sms.repository import FirestoreStore
+from sms.service import ChatSessions
 
 ACTIVE = "Outbound SMS failed. Consumer is already in an active SMS session."
 PARALLEL = 20
@@ -144,3 +147,50 @@ def test_instances_reserving_ids_at_the_same_moment_do_not_fail_each_other(
     assert [status for status, _ in answers] == [200] * instances, answers
     assert len({doc["id"] for _, doc in answers}) == instances
     assert len({p["id"] for _, doc in answers for p in doc["participants"]}) == instances
+
+
+def test_parallel_requests_ending_one_chat_end_it_exactly_once(server: str, tenant: Tenant) -> None:
+    opened = requests.post(server + SMS_PATH, json=SEED_BODY, headers=tenant.headers, timeout=30)
+    url = f"{server}/apps/api/v1/chats/{opened.json()['id']}"
+    start = threading.Barrier(PARALLEL)
+
+    def end(_: int) -> requests.Response:
+        with requests.Session() as session:
+            start.wait()
+            return session.patch(
+                url, json={"status": "finished"}, headers=tenant.headers, timeout=30
+            )
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        answers = list(pool.map(end, range(PARALLEL)))
+
+    assert Counter(a.status_code for a in answers) == {200: 1, 400: PARALLEL - 1}
+    refused = [a.json() for a in answers if a.status_code == 400]
+    assert refused == [{"message": "Chat is already ended"}] * (PARALLEL - 1)
+
+
+def test_requests_ending_one_chat_in_the_same_millisecond_end_it_exactly_once(
+    send: Callable[..., Any], tenant: Tenant
+) -> None:
+    """With one clock reading for all, only the commit that won may answer 200."""
+    opened = send()
+    store = FirestoreStore.from_settings(Settings(project=PROJECT))
+    moment = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    chats = ChatSessions(store, clock=lambda: moment)
+    parsed = repository.tenant_from(tenant.id, tenant.settings)
+    start = threading.Barrier(10)
+
+    def end(_: int) -> str:
+        start.wait()
+        try:
+            return chats.end(parsed, opened.get_json()["id"], {"status": "finished"})
+        except errors.BadRequest as refused:
+            return refused.message
+
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(end, range(10)))
+
+    assert Counter("ended" if o.startswith("{") else o for o in outcomes) == {
+        "ended": 1,
+        "Chat is already ended": 9,
+    }
