@@ -119,8 +119,10 @@ class Api:
             store,
             clock=utc_now,
             deadline_seconds=deadline_seconds,
-            # Longer than any request may run: a claim this old belongs to one that died.
-            lease=dt.timedelta(seconds=2 * deadline_seconds + 10),
+            # A request writes nothing after its deadline (but for giving a claim up), so a
+            # claim older than this belongs to one that died. Late writes could not harm
+            # anyway: they are made on the condition that the claim is still the one read.
+            lease=dt.timedelta(seconds=deadline_seconds + idempotency.RELEASE_SECONDS),
         )
 
     def handle(self, request: flask.Request) -> flask.Response:

@@ -120,6 +120,13 @@ class MethodNotAllowed(ApiError):
 class Conflict(ApiError):
     status = 409
 
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(self.retry_after, 1))} if self.retry_after else {}
+
 
 class PayloadTooLarge(ApiError):
     status = 413

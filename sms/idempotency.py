@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from sms.domain import Claim, KeyCompletion, StoredKey
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # 1 to 255 visible ASCII characters
 LIFETIME = dt.timedelta(hours=24)
+# Giving a claim up happens when the request's deadline may be spent: it gets time of its own.
+RELEASE_SECONDS = 1.0
 
 
 class KeyStore(Protocol):
@@ -117,7 +120,8 @@ class Idempotency:
                 if stored.status is not None and stored.body is not None:
                     return Answer(stored.status, stored.body, replayed=True)
                 if now < stored.lease_expires_at:
-                    raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS)
+                    wait = math.ceil((stored.lease_expires_at - now).total_seconds())
+                    raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after=wait)
                 # The first request died while holding the key: take it over.
             claim = Claim(tenant_id=tenant_id, key_id=kid, fingerprint=digest, holder=holder)
             record = StoredKey(
@@ -134,5 +138,8 @@ class Idempotency:
                 limit.pause()  # another request claimed it first: look again
 
     def _release(self, claim: Claim) -> None:
-        with contextlib.suppress(errors.LostRace, errors.BackendUnavailable):
+        with (
+            deadline.bounded(RELEASE_SECONDS),
+            contextlib.suppress(errors.LostRace, errors.BackendUnavailable),
+        ):
             self._store.release_key(claim)  # if this fails, the lease runs out instead

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 import requests
 from google.cloud import firestore
 
 from conftest import SEED_BODY, SMS_PATH, Tenant
+from sms.api import Api
+from sms.config import Settings
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import serving
+from sms.repository import FirestoreStore, _bound_calls
 
 PROJECT = "demo-sms-faults"
 ANSWER_WITHIN_SECONDS = 10
@@ -250,3 +254,42 @@ def test_requests_answer_503_while_the_emulator_is_down_and_succeed_after_it_res
     assert_every_answer_bounded_and_well_formed(load.outcomes)
     assert any(o.status == 200 for o in load.outcomes), "the function did not recover"
     assert assert_every_stored_session_is_whole(client(backend), tenant) >= 1
+
+
+def test_a_key_whose_request_answered_503_is_free_for_its_retry(backend: Backend) -> None:
+    """Firestore stops answering once the key is claimed: 503, and the retry runs afresh."""
+    tenant = seed(backend, "released")
+    settings = Settings(project=PROJECT, request_deadline_seconds=3, rpc_timeout_seconds=2)
+
+    class OutageAfterClaim(FirestoreStore):
+        frozen = False
+
+        def look_up(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.frozen:
+                OutageAfterClaim.frozen = True
+                backend.freeze()
+            return super().look_up(*args, **kwargs)
+
+    db = client(backend)
+    _bound_calls(db, settings.rpc_timeout_seconds)
+    api = Api(OutageAfterClaim(db, settings), settings.request_deadline_seconds)
+    app = flask.Flask(__name__)
+    headers = {**tenant.headers, "Idempotency-Key": "order-42"}
+
+    def post() -> tuple[int, Any]:
+        with app.test_request_context(SMS_PATH, method="POST", json=SEED_BODY, headers=headers):
+            answer = api.handle(flask.request)
+            return answer.status_code, answer.get_json()
+
+    try:
+        began = time.monotonic()
+        first = post()
+        assert time.monotonic() - began < ANSWER_WITHIN_SECONDS
+    finally:
+        backend.thaw()
+    time.sleep(1.5)  # as Retry-After: 1 asks
+    retry = post()
+
+    assert first[0] == 503
+    assert retry[0] == 200, retry
+    assert retry[1]["end_user"]["id"] >= 1

@@ -209,6 +209,7 @@ def test_a_key_whose_first_request_is_running_answers_409(post, db, tenant):
             assert running.wait(30)
             response = post()
             assert (response.status_code, response.get_json()) == (409, IN_PROGRESS)
+            assert 50 <= int(response.headers["Retry-After"]) <= 60  # what is left of the lease
             assert chats_and_messages(db, tenant.id) == (0, 0)
         finally:
             release.set()
