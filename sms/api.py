@@ -15,7 +15,7 @@ import flask
 
 from sms import credentials, deadline, errors, idempotency, logs, render
 from sms.config import settings
-from sms.domain import SUBDOMAIN, Claim, Tenant
+from sms.domain import MAX_ID, SUBDOMAIN, Claim, Tenant
 from sms.errors import ApiError
 from sms.idempotency import Idempotency, KeyStore
 from sms.repository import FirestoreStore
@@ -25,6 +25,7 @@ SMS_PATH = "/apps/api/v1/sms"
 # A chat id: a positive integer, of no more digits than a stored id can have.
 _CHAT_PATH = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 MAX_BODY_BYTES = 64 * 1024
+_MAX_INT_DIGITS = 4000  # under Python's limit on converting digits to int
 # A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -66,13 +67,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _integer(text: str) -> int:
+    """A JSON integer. Python refuses to convert thousands of digits (and doing so would be
+    slow); such a number stands for what it is to this API: an integer beyond any id."""
+    if len(text.lstrip("-")) <= _MAX_INT_DIGITS:
+        return int(text)
+    return -(MAX_ID + 1) if text.startswith("-") else MAX_ID + 1
+
+
 def parse_json(data: bytes) -> Any:
     """The body as JSON whatever its Content-Type; anything that is not JSON is rule 1."""
     try:
         # Decoded strictly: bytes that are not text in the detected encoding (a UTF-8 encoded
         # surrogate, say) are refused here rather than stored as text Firestore cannot hold.
         text = data.decode(json.detect_encoding(data))
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, parse_int=_integer)
         if _SURROGATE_ESCAPE.search(text):
             # A lone surrogate cannot be stored or sent: such a text is not valid Unicode.
             json.dumps(body, ensure_ascii=False).encode("utf-8")

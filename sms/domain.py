@@ -15,6 +15,8 @@ DEFAULT_SESSION_TIMEOUT_SECONDS = 86400
 DEFAULT_ALLOWED_REGIONS: tuple[str, ...] = ("US",)
 
 ACTIVE_STATUSES = frozenset({"selecting", "assigned"})
+# The largest integer Firestore stores (int64): no stored id can be larger.
+MAX_ID = 2**63 - 1
 # A tenant's subdomain: one DNS label. Nothing else can name a tenant document.
 SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 

@@ -40,6 +40,7 @@ from sms.domain import (
     DEFAULT_ALLOWED_REGIONS,
     DEFAULT_LANG,
     DEFAULT_SESSION_TIMEOUT_SECONDS,
+    MAX_ID,
     ActiveSession,
     Agent,
     Chat,
@@ -151,7 +152,9 @@ def agent_from(agent_id: int, data: dict[str, Any]) -> Agent:
 
 
 def _agent_from_snapshot(snap: Any) -> Agent | None:
-    if not snap.exists or not snap.id.isdigit():
+    """The agent a document describes; None when its id is not one an agent can have."""
+    digits = snap.id.isascii() and snap.id.isdigit()
+    if not snap.exists or not digits or int(snap.id) > MAX_ID:
         return None
     return agent_from(int(snap.id), snap.to_dict() or {})
 
@@ -336,10 +339,11 @@ class FirestoreStore:
             filter=FieldFilter("token_sha256", "==", token_sha256)
         )
         with _failures():
+            # Both reads, whatever the first finds: an unknown tenant must not answer sooner.
             tenant_snap = tenant_ref.get()
-            if not tenant_snap.exists:
-                return None
             credentials = list(query.limit(10).stream())
+        if not tenant_snap.exists:
+            return None
         for credential in credentials:
             data = credential.to_dict() or {}
             stored = data.get("token_sha256")
@@ -364,7 +368,8 @@ class FirestoreStore:
         tenant = self._tenant(tenant_id)
         number_ref = tenant.collection("outbound_numbers").document(outbound_number)
         agents = tenant.collection("agents")
-        agent_ref = agents.document(str(agent_id)) if agent_id is not None else None
+        storable = agent_id is not None and 0 <= agent_id <= MAX_ID
+        agent_ref = agents.document(str(agent_id)) if storable else None
         refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)

@@ -15,14 +15,11 @@ from typing import Any, TypeVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load
 
 from sms import errors, phone
-from sms.domain import CHAT_TYPE
+from sms.domain import CHAT_TYPE, MAX_ID
 
 CHAT_TYPES = frozenset({"Messaging (SMS)", "Messaging (API)", "SMS"})
 MESSAGE_MAX_CHARS = 1600
 TICKET_ID_MAX_CHARS = 255
-# Longer digit strings than this cannot name a stored agent; refusing them early also keeps
-# Python's int conversion limit out of reach.
-_AGENT_ID_MAX_DIGITS = 18
 _DIGITS = re.compile(r"[0-9]+")
 _T = TypeVar("_T")
 
@@ -128,8 +125,9 @@ class AgentId(fields.Field[int]):
             return value
         if isinstance(value, str) and _DIGITS.fullmatch(value):
             digits = value.lstrip("0") or "0"
-            # Too long to name any agent: still a well-formed id, so it is looked up as 0.
-            return int(digits) if len(digits) <= _AGENT_ID_MAX_DIGITS else 0
+            # Longer than any stored id can be: well-formed, but it names no agent. (Cut
+            # short before int(), which refuses strings of thousands of digits.)
+            return int(digits) if len(digits) <= len(str(MAX_ID)) else MAX_ID + 1
         raise self.make_error("invalid")
 
 

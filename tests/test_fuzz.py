@@ -147,15 +147,20 @@ def _has_lone_surrogate(value: Any) -> bool:
 _NOT_JSON = object()
 
 
+def _integer(text: str) -> int:
+    return int(text) if len(text) <= 4000 else 2**63
+
+
 def strict_json(data: bytes) -> Any:
     """The body as JSON text (RFC 8259: Unicode, no NaN), or _NOT_JSON.
 
     Strings holding lone surrogates are not valid Unicode, so they cannot be stored or sent:
-    such bodies count as not JSON (as do numbers Python will not read, over 4300 digits).
+    such bodies count as not JSON. Integers of thousands of digits are read as some integer
+    too large to be an id (Python will not convert them, over 4300 digits).
     """
     try:
         text = data.decode(json.detect_encoding(data))
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_integer)
     except (ValueError, RecursionError):
         return _NOT_JSON
     return _NOT_JSON if _has_lone_surrogate(value) else value
@@ -525,7 +530,7 @@ def test_any_json_body_is_refused_with_a_json_message_and_writes_nothing(
     response = app_client.post(SMS_PATH, data=encode(body), headers=numberless_tenant.headers)
     answer = answer_of(response)
     assert response.status_code == 400, answer
-    parsed = strict_json(encode(body))  # not JSON when it holds an int of over 4300 digits
+    parsed = strict_json(encode(body))
     if not isinstance(parsed, dict):
         assert answer == {"message": errors.BODY_NOT_OBJECT}
     elif parsed.get("chat_type") in (None, ""):

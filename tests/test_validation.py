@@ -4,12 +4,13 @@ a refused request writes nothing. Tenants are configured only through the sectio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import SEED_BODY, count_documents
+from conftest import SEED_BODY, SMS_PATH, count_documents
 from sms.devtools.seed import DEMO_AGENT
 
 BODY_NOT_OBJECT = "request body must be a JSON object"
@@ -457,3 +458,32 @@ def test_unknown_agent_id_with_another_agents_email_ranks_invalid_before_not_fou
 ) -> None:
     # The two fields name different agents (rule 15), and one of them does not exist (rule 16).
     refused(body(agentId=999, agentEmail="john.doe@foo.com"), AGENT_INVALID)
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        {"agent_id": 2**63},  # one past the largest id Firestore can store
+        {"agentId": 2**70},
+        {"agent_id": "9223372036854775808"},
+        {"agentId": "1234567890123456789"},  # 19 digits: storable, but no such agent
+        {"agent_id": "9" * 5000},
+        {"agentEmail": "big@foo.com"},  # stored under an id no agent can have
+    ],
+)
+def test_agent_ids_beyond_what_firestore_stores_name_no_agent(
+    refused: Callable[..., None], make_tenant: Callable[..., Any], agent: dict[str, Any]
+) -> None:
+    odd = make_tenant(
+        agents={0: dict(DEMO_AGENT), 2**63: {**DEMO_AGENT, "email": "big@foo.com"}},
+    )
+    refused(body(**agent), AGENT_NOT_FOUND, as_=odd)
+
+
+def test_an_integer_too_long_for_python_in_an_unknown_field_is_still_ignored(
+    app_client: Any, tenant: Any
+) -> None:
+    # 5000 digits: more than Python converts to int by default (4300).
+    raw = json.dumps(SEED_BODY)[:-1] + ', "extra": ' + "9" * 5000 + "}"
+    answer = app_client.post(SMS_PATH, data=raw, headers=tenant.headers)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
