@@ -1,6 +1,6 @@
 """SPEC 10.2 through the HTTP function: reading a chat, and ending it with PATCH.
 
-Stored layout (sms/repository.py): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
+Stored layout (sms/repository/): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
 tenants/{t}/active_sessions/{E.164}.
 """
 

@@ -1,6 +1,6 @@
 """SPEC 10.1: Idempotency-Key, through the HTTP function and against the real Firestore.
 
-Stored layout (sms/repository.py): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
+Stored layout (sms/repository/): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
 tenants/{t}/idempotency_keys/{sha256 of key} (a StoredKey; expires_at is its TTL field).
 """
 

@@ -1,6 +1,6 @@
 """SPEC section 6 through the HTTP function, with a look at what Firestore holds.
 
-Stored layout (sms/repository.py): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
+Stored layout (sms/repository/): tenants/{t}/chats/{id}, tenants/{t}/chats/{id}/messages/*,
 tenants/{t}/active_sessions/{E.164}, tenants/{t}/end_users/{E.164}.
 """
 

@@ -1,6 +1,6 @@
 """The configuration documents of SPEC section 7, as the admin command line reads and writes them.
 
-The function only reads these documents (sms/repository.py); operators write them, here or
+The function only reads these documents (sms/repository/); operators write them, here or
 in the console. Each write is one call with a precondition where the command promises one
 (create: must not exist; update and remove: must exist), so a command either does what it
 says or changes nothing.

@@ -1,0 +1,51 @@
+"""Firestore: the only package that talks to it. Documents in, domain objects out.
+
+Layout (tenants/{t} and the first four subcollections are the operators' contract, SPEC
+section 7; the rest is internal)::
+
+    tenants/{t}                                   Tenant
+    tenants/{t}/outbound_numbers/{E.164}          numbers that may send
+    tenants/{t}/agents/{id}                       Agent
+    tenants/{t}/api_credentials/{id}              token_sha256, enabled
+    tenants/{t}/active_sessions/{E.164}           the consumer's mark (ActiveSession)
+    tenants/{t}/end_users/{E.164}                 EndUser
+    tenants/{t}/chats/{id}                        Chat
+    tenants/{t}/chats/{id}/messages/{auto id}     Message
+    tenants/{t}/counters/{kind}                   last_id: the highest id reserved so far
+    tenants/{t}/idempotency_keys/{sha256 of key}  StoredKey (expires_at: TTL field)
+
+Concurrent requests never read-then-write a shared document inside a transaction: the
+consumer's mark and a new end user are read without locks, then written with preconditions
+(create = must not exist; update = must still be at the version read). A request that lost
+the race gets ``LostRace`` and decides again; it never waits on a lock.
+
+One module per aggregate: ``sessions`` (authentication, the request's reads and commit,
+chats, ids), ``keys`` (Idempotency-Key records); ``documents`` turns documents into domain
+objects and back; ``base`` holds what they share. ``FirestoreStore`` is all of them at once.
+"""
+
+from __future__ import annotations
+
+from google.cloud import firestore
+
+from sms.config import Settings
+from sms.ids import IdBlocks
+from sms.repository.base import _bound_calls, _failures
+from sms.repository.documents import tenant_from
+from sms.repository.sessions import Sessions
+
+__all__ = ["FirestoreStore", "_bound_calls", "_failures", "tenant_from"]
+
+
+class FirestoreStore(Sessions):
+    """The service's store, on one Firestore database."""
+
+    def __init__(self, client: firestore.Client, settings: Settings) -> None:
+        super().__init__(client)
+        self._ids = IdBlocks(self._reserve_ids, settings.id_block_size)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FirestoreStore:
+        client = firestore.Client(project=settings.project, database=settings.database)
+        _bound_calls(client, settings.rpc_timeout_seconds)
+        return cls(client, settings)

@@ -1,0 +1,182 @@
+"""Documents <-> domain objects: what is stored, field by field."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sms.domain import (
+    DEFAULT_ALLOWED_REGIONS,
+    DEFAULT_LANG,
+    DEFAULT_SESSION_TIMEOUT_SECONDS,
+    MAX_ID,
+    ActiveSession,
+    Agent,
+    Chat,
+    EndUser,
+    Message,
+    Participant,
+    Tenant,
+)
+
+
+def stored(record: Any) -> dict[str, Any]:
+    """A record's fields as a document, but for the version the store keeps by itself."""
+    return {k: v for k, v in dataclasses.asdict(record).items() if k != "version"}
+
+
+def str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def tenant_from(tenant_id: str, data: dict[str, Any]) -> Tenant:
+    """A tenant document read leniently: a field of the wrong type falls back to its default."""
+    timeout = int_or_none(data.get("session_timeout_seconds"))
+    regions = data.get("allowed_regions")
+    if isinstance(regions, list) and all(isinstance(r, str) for r in regions):
+        allowed = tuple(r.upper() for r in regions)
+    else:
+        allowed = DEFAULT_ALLOWED_REGIONS
+    return Tenant(
+        id=tenant_id,
+        sms_enabled=data.get("sms_enabled") is True,
+        outbound_sms_enabled=data.get("outbound_sms_enabled") is True,
+        lang=str_or_none(data.get("lang")) or DEFAULT_LANG,
+        session_timeout_seconds=timeout
+        if timeout and timeout > 0
+        else DEFAULT_SESSION_TIMEOUT_SECONDS,
+        allowed_regions=allowed,
+        ticket_url_template=str_or_none(data.get("ticket_url_template")),
+    )
+
+
+def agent_from(agent_id: int, data: dict[str, Any]) -> Agent:
+    return Agent(
+        id=agent_id,
+        agent_number=int_or_none(data.get("agent_number")),
+        email=str_or_none(data.get("email")),
+        name=str_or_none(data.get("name")),
+        first_name=str_or_none(data.get("first_name")),
+        last_name=str_or_none(data.get("last_name")),
+        avatar_url=str_or_none(data.get("avatar_url")),
+    )
+
+
+def agent_from_snapshot(snap: Any) -> Agent | None:
+    """The agent a document describes; None when its id is not one an agent can have."""
+    digits = snap.id.isascii() and snap.id.isdigit()
+    if not snap.exists or not digits or int(snap.id) > MAX_ID:
+        return None
+    return agent_from(int(snap.id), snap.to_dict() or {})
+
+
+def end_user_from(data: dict[str, Any]) -> EndUser:
+    return EndUser(
+        id=data["id"],
+        phone_number=data["phone_number"],
+        identifier=str_or_none(data.get("identifier")),
+        out_contact_id=str_or_none(data.get("out_contact_id")),
+    )
+
+
+def chat_doc(chat: Chat) -> dict[str, Any]:
+    return {
+        "id": chat.id,
+        "lang": chat.lang,
+        "chat_type": "Messaging (SMS)",
+        "chat_subtype": chat.chat_subtype,
+        "status": chat.status,
+        "created_at": chat.created_at,
+        "assigned_at": chat.assigned_at,
+        "ends_at": chat.ends_at,
+        "chat_duration": chat.chat_duration,
+        "out_ticket_id": chat.out_ticket_id,
+        "out_ticket_url": chat.out_ticket_url,
+        "fail_reason": chat.fail_reason,
+        "outbound_number": chat.outbound_number,
+        "end_user_number": chat.end_user.phone_number,
+        "end_user": stored(chat.end_user),
+        "agent": stored(chat.agent) if chat.agent else None,
+        "participants": [
+            {
+                "id": p.id,
+                "type": p.type,
+                "user_id": p.user_id,
+                "end_user_id": p.end_user_id,
+                "connected_at": p.connected_at,
+            }
+            for p in chat.participants
+        ],
+    }
+
+
+def chat_from(data: dict[str, Any], version: Any = None) -> Chat:
+    agent = data.get("agent")
+    return Chat(
+        id=data["id"],
+        lang=data["lang"],
+        status=data["status"],
+        created_at=data["created_at"],
+        end_user=end_user_from(data["end_user"]),
+        outbound_number=data["outbound_number"],
+        participants=tuple(
+            Participant(
+                id=p["id"],
+                type=p["type"],
+                connected_at=p["connected_at"],
+                user_id=p.get("user_id"),
+                end_user_id=p.get("end_user_id"),
+            )
+            for p in data["participants"]
+        ),
+        agent=agent_from(agent["id"], agent) if agent else None,
+        assigned_at=data.get("assigned_at"),
+        ends_at=data.get("ends_at"),
+        chat_duration=data.get("chat_duration") or 0,
+        out_ticket_id=data.get("out_ticket_id"),
+        out_ticket_url=data.get("out_ticket_url"),
+        chat_subtype=data.get("chat_subtype"),
+        fail_reason=data.get("fail_reason"),
+        version=version,
+    )
+
+
+def session_doc(session: ActiveSession) -> dict[str, Any]:
+    return {
+        "chat_id": session.chat_id,
+        "outbound_number": session.outbound_number,
+        "agent_ids": list(session.agent_ids),
+        "created_at": session.created_at,
+        "last_activity_at": session.last_activity_at,
+        "written_by": session.written_by,
+    }
+
+
+def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
+    return ActiveSession(
+        chat_id=data["chat_id"],
+        outbound_number=data["outbound_number"],
+        agent_ids=tuple(data.get("agent_ids") or ()),
+        created_at=data["created_at"],
+        last_activity_at=data["last_activity_at"],
+        written_by=data.get("written_by") or "",
+        version=version,
+    )
+
+
+def message_doc(message: Message) -> dict[str, Any]:
+    return {
+        "chat_id": message.chat_id,
+        "direction": "outbound",
+        "text": message.text,
+        "from": message.from_number,
+        "to": message.to_number,
+        "status": message.status,
+        "status_history": [{"status": message.status, "at": message.created_at}],
+        "agent_id": message.agent_id,
+        "created_at": message.created_at,
+    }

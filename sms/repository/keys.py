@@ -1,0 +1,67 @@
+"""Idempotency-Key records (SPEC 10.1): claimed with a precondition, completed with the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from google.cloud import firestore
+
+from sms.domain import Claim, KeyCompletion, StoredKey
+from sms.repository import documents
+from sms.repository.base import StoreBase, _failures
+
+
+class Keys(StoreBase):
+    def _key_ref(self, tenant_id: str, key_id: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("idempotency_keys").document(key_id)
+        )
+        return ref
+
+    def read_key(self, tenant_id: str, key_id: str) -> StoredKey | None:
+        [snap] = self._get_all([self._key_ref(tenant_id, key_id)]).values()
+        if not snap.exists:
+            return None
+        data = snap.to_dict()
+        return StoredKey(
+            fingerprint=data["fingerprint"],
+            holder=data.get("holder") or "",
+            status=data.get("status"),
+            body=data.get("body"),
+            lease_expires_at=data["lease_expires_at"],
+            expires_at=data["expires_at"],
+            version=snap.update_time,
+        )
+
+    def claim_key(self, claim: Claim, record: StoredKey, replaces: StoredKey | None) -> Claim:
+        """Hold the key: create its record, or replace ``replaces`` if it is unchanged."""
+
+        def write(transaction: firestore.Transaction) -> None:
+            ref = self._key_ref(claim.tenant_id, claim.key_id)
+            if replaces is None:
+                transaction.create(ref, documents.stored(record))
+            else:
+                transaction.update(ref, documents.stored(record), option=self._at(replaces.version))
+
+        transaction = self._db.transaction(max_attempts=1)
+        with _failures(commit=True):
+            firestore.transactional(write)(transaction)
+        assert transaction.write_results is not None
+        return dataclasses.replace(claim, version=transaction.write_results[0].update_time)
+
+    def _complete_key(self, transaction: firestore.Transaction, completion: KeyCompletion) -> None:
+        claim = completion.claim
+        transaction.update(
+            self._key_ref(claim.tenant_id, claim.key_id),
+            {"status": completion.status, "body": completion.body},
+            option=self._at(claim.version),
+        )
+
+    def finish_key(self, completion: KeyCompletion) -> None:
+        """Record an answer that wrote nothing else (an error)."""
+        self._transact(lambda transaction: self._complete_key(transaction, completion))
+
+    def release_key(self, claim: Claim) -> None:
+        """Give the key up, so that a retry runs afresh."""
+        ref = self._key_ref(claim.tenant_id, claim.key_id)
+        self._transact(lambda transaction: transaction.delete(ref, option=self._at(claim.version)))

@@ -1,0 +1,243 @@
+"""Authentication, sessions and chats: the reads of one request and its atomic commit."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from sms.domain import MAX_ID, ActiveSession, Agent, Chat, ConsumerState, Lookup, Plan, Tenant
+from sms.ids import IdBlocks
+from sms.repository import documents
+from sms.repository.base import _failures
+from sms.repository.keys import Keys
+
+# Longer strings are not asked for in a query: Firestore refuses values of about 1500 bytes
+# and more there. (No email address is that long; a stored one still matches by the scan.)
+_MAX_QUERY_VALUE_BYTES = 1024
+
+
+class Sessions(Keys):
+    """Tenants, their consumers' sessions, chats and ids (a commit may complete a key)."""
+
+    _ids: IdBlocks
+
+    # -- authentication
+
+    def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
+        """The tenant, if one of its enabled credentials has this token hash."""
+        tenant_ref = self._tenant(tenant_id)
+        query = tenant_ref.collection("api_credentials").where(
+            filter=FieldFilter("token_sha256", "==", token_sha256)
+        )
+        with _failures():
+            # Both reads, whatever the first finds: an unknown tenant must not answer sooner.
+            tenant_snap = tenant_ref.get()
+            credentials = list(query.limit(10).stream())
+        if not tenant_snap.exists:
+            return None
+        for credential in credentials:
+            data = credential.to_dict() or {}
+            stored = data.get("token_sha256")
+            if (
+                data.get("enabled") is True
+                and isinstance(stored, str)
+                and hmac.compare_digest(stored, token_sha256)
+            ):
+                return documents.tenant_from(tenant_id, tenant_snap.to_dict() or {})
+        return None
+
+    # -- reads for one request
+
+    def look_up(
+        self,
+        tenant_id: str,
+        outbound_number: str,
+        consumer: str,
+        agent_id: int | None,
+        agent_email: str | None,
+    ) -> Lookup:
+        tenant = self._tenant(tenant_id)
+        number_ref = tenant.collection("outbound_numbers").document(outbound_number)
+        agents = tenant.collection("agents")
+        storable = agent_id is not None and 0 <= agent_id <= MAX_ID
+        agent_ref = agents.document(str(agent_id)) if storable else None
+        refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
+        if agent_ref is not None:
+            refs.append(agent_ref)
+        snaps = self._get_all(refs)
+        number = snaps[number_ref.path]
+        number_enabled = number.exists and (number.to_dict() or {}).get("sms_enabled") is not False
+        return Lookup(
+            outbound_number_enabled=number_enabled,
+            agent_by_id=documents.agent_from_snapshot(snaps[agent_ref.path]) if agent_ref else None,
+            agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email else None,
+            consumer=self._consumer_from(tenant_id, consumer, snaps),
+        )
+
+    def _agent_by_email(self, tenant_id: str, email: str) -> Agent | None:
+        """The agent with this email, compared without regard to case.
+
+        Firestore compares strings exactly, so the two usual spellings are asked for first;
+        only when neither is stored does it fall back to reading the tenant's agents.
+        """
+        wanted = email.casefold()
+        agents = self._tenant(tenant_id).collection("agents")
+        spellings = sorted(
+            spelling
+            for spelling in {email, email.lower()}
+            if len(spelling.encode("utf-8")) <= _MAX_QUERY_VALUE_BYTES
+        )
+        searches = [agents.stream()]
+        if spellings:
+            exact = agents.where(filter=FieldFilter("email", "in", spellings)).limit(10)
+            searches.insert(0, exact.stream())
+        with _failures():
+            for snaps in searches:
+                for snap in snaps:
+                    agent = documents.agent_from_snapshot(snap)
+                    if agent is not None and (agent.email or "").casefold() == wanted:
+                        return agent
+        return None
+
+    def _session_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("active_sessions").document(consumer)
+        )
+        return ref
+
+    def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
+        end_user = self._tenant(tenant_id).collection("end_users").document(consumer)
+        return [self._session_ref(tenant_id, consumer), end_user]
+
+    def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
+        session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
+        session_snap, end_user_snap = snaps[session_ref.path], snaps[end_user_ref.path]
+        session = (
+            documents.session_from(session_snap.to_dict(), session_snap.update_time)
+            if session_snap.exists
+            else None
+        )
+        end_user = (
+            documents.end_user_from(end_user_snap.to_dict()) if end_user_snap.exists else None
+        )
+        chat = self._chat(tenant_id, session.chat_id) if session is not None else None
+        return ConsumerState(session=session, end_user=end_user, chat=chat)
+
+    def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
+        snaps = self._get_all(self._consumer_refs(tenant_id, consumer))
+        return self._consumer_from(tenant_id, consumer, snaps)
+
+    def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("chats").document(str(chat_id))
+        )
+        return ref
+
+    def _chat(self, tenant_id: str, chat_id: int) -> Chat | None:
+        [snap] = self._get_all([self._chat_ref(tenant_id, chat_id)]).values()
+        return documents.chat_from(snap.to_dict(), snap.update_time) if snap.exists else None
+
+    def chat_and_session(
+        self, tenant_id: str, chat_id: int
+    ) -> tuple[Chat | None, ActiveSession | None]:
+        """A chat, and its consumer's mark where the chat is still marked active."""
+        chat = self._chat(tenant_id, chat_id)
+        if chat is None or not chat.active:
+            return chat, None
+        session_ref = self._session_ref(tenant_id, chat.end_user.phone_number)
+        [snap] = self._get_all([session_ref]).values()
+        session = documents.session_from(snap.to_dict(), snap.update_time) if snap.exists else None
+        return chat, session
+
+    # -- ids
+
+    def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]:
+        return self._ids.take(tenant_id, kind, count)
+
+    def _reserve_ids(self, tenant_id: str, kind: str, count: int) -> int:
+        """Reserve ``count`` fresh ids of a kind; the first of them.
+
+        The transaction does not read the counter: it adds ``count`` with a server-side
+        increment and learns the new total from the commit. Reading it first would lock it,
+        and instances reserving at once would wait on each other and abort.
+        """
+        counter = self._tenant(tenant_id).collection("counters").document(kind)
+        transaction = self._db.transaction(max_attempts=1)
+
+        def reserve(transaction: firestore.Transaction) -> None:
+            transaction.set(counter, {"last_id": firestore.Increment(count)}, merge=True)
+
+        with _failures():
+            firestore.transactional(reserve)(transaction)
+        assert transaction.write_results is not None
+        last = int(transaction.write_results[0].transform_results[0].integer_value)
+        return last - count + 1
+
+    # -- writes
+
+    def commit(self, plan: Plan) -> None:
+        """Write everything the plan says in one transaction, or nothing.
+
+        The transaction reads nothing: the documents other requests also write are guarded
+        by preconditions, so a lost race fails the commit at once instead of waiting on a lock.
+        """
+        tenant = self._tenant(plan.tenant_id)
+        session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
+        chats = tenant.collection("chats")
+
+        def write(transaction: firestore.Transaction) -> None:
+            if plan.new_end_user is not None:
+                transaction.create(end_user_ref, documents.stored(plan.new_end_user))
+            if plan.finish is not None:
+                transaction.update(
+                    chats.document(str(plan.finish.chat_id)),
+                    {
+                        "status": "finished",
+                        "ends_at": plan.finish.ends_at,
+                        "chat_duration": plan.finish.chat_duration,
+                    },
+                )
+            if plan.new_chat is not None:
+                transaction.create(
+                    chats.document(str(plan.new_chat.id)), documents.chat_doc(plan.new_chat)
+                )
+            messages = chats.document(str(plan.message.chat_id)).collection("messages")
+            transaction.create(messages.document(), documents.message_doc(plan.message))
+            if plan.session_version is None:
+                transaction.create(session_ref, documents.session_doc(plan.session))
+            else:
+                transaction.update(
+                    session_ref,
+                    documents.session_doc(plan.session),
+                    option=self._at(plan.session_version),
+                )
+            if plan.key is not None:
+                self._complete_key(transaction, plan.key)
+
+        self._transact(write)
+
+    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
+        """Record a chat as ended and free its consumer, if the chat is still as it was read."""
+
+        def write(transaction: firestore.Transaction) -> None:
+            transaction.update(
+                self._chat_ref(tenant_id, ended.id),
+                {
+                    "status": ended.status,
+                    "ends_at": ended.ends_at,
+                    "chat_duration": ended.chat_duration,
+                },
+                option=self._at(ended.version),
+            )
+            if session is not None:
+                session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
+                transaction.delete(session_ref, option=self._at(session.version))
+
+        self._transact(write)
+
+    def _at(self, version: Any) -> Any:
+        """The precondition: the document is still at ``version``."""
+        return self._db.write_option(last_update_time=version)
