@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+CARRIERS = ("log", "twilio")
 
-def _positive_float(env: dict[str, str], name: str, default: float) -> float:
+
+def _positive_float(
+    env: dict[str, str], name: str, default: float, allow_zero: bool = False
+) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     value = float(raw)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:  # noqa: PLR0124 NaN
+        raise ValueError(f"{name} must be {'0 or more' if allow_zero else 'positive'}, got {raw!r}")
     return value
+
+
+def _url(env: dict[str, str], name: str, default: str | None = None) -> str | None:
+    raw = env.get(name) or default
+    if raw is None:
+        return None
+    if not raw.startswith(("https://", "http://")) or any(c.isspace() for c in raw):
+        raise ValueError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:
@@ -33,6 +46,14 @@ class Settings:
     id_block_size: int = 50
     request_deadline_seconds: float = 8.0
     rpc_timeout_seconds: float = 5.0
+    # Sending (SPEC 8 and 10.3).
+    carrier: str = "log"
+    twilio_account_sid: str | None = field(default=None, repr=False)
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    public_base_url: str | None = None
+    sweep_after_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -47,7 +68,23 @@ class Settings:
             rpc_timeout_seconds=_positive_float(
                 env, "SMS_FIRESTORE_TIMEOUT_SECONDS", cls.rpc_timeout_seconds
             ),
+            carrier=_carrier(env.get("SMS_CARRIER") or cls.carrier),
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+            twilio_api_base_url=_url(env, "TWILIO_API_BASE_URL", cls.twilio_api_base_url)
+            or cls.twilio_api_base_url,
+            public_base_url=_url(env, "SMS_PUBLIC_BASE_URL"),
+            sweep_after_seconds=_positive_float(
+                env, "SMS_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds, allow_zero=True
+            ),
         )
+
+
+def _carrier(name: str) -> str:
+    if name not in CARRIERS:
+        raise ValueError(f"SMS_CARRIER must be one of {', '.join(CARRIERS)}, got {name!r}")
+    return name
 
 
 @lru_cache(maxsize=1)

@@ -89,9 +89,8 @@ class RequestLine:
 
     def write(self, status: int, stack_trace: str | None = None) -> None:
         latency = time.monotonic() - self._started
-        severity = (
-            "ERROR" if status >= 500 and status != 503 else "WARNING" if status >= 500 else "INFO"
-        )
+        # A 502 (the carrier refused) and a 503 (a backend outage) are not this code's faults.
+        severity = "INFO" if status < 500 else "WARNING" if status in (502, 503) else "ERROR"
         outcome = self.fields.get("outcome", "ok" if status < 400 else "rejected")
         line: dict[str, Any] = {
             "severity": severity,
@@ -108,7 +107,25 @@ class RequestLine:
         }
         if stack_trace:
             line["stack_trace"] = stack_trace
-        text = json.dumps(line, ensure_ascii=False, default=str)
-        with _write_lock:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+        _write(line)
+
+
+def detail(message: str, **fields: Any) -> None:
+    """What happened, on the line of the request being served (one line per request), or on
+    a line of its own outside a request (the sweeper's work)."""
+    if _fields.get() is not None:
+        note(**fields)
+    else:
+        event("INFO", message, **fields)
+
+
+def event(severity: str, message: str, **fields: Any) -> None:
+    """A line of its own, not a request's (the sweeper's, a carrier's), in the same format."""
+    _write({"severity": severity, "message": message, **fields})
+
+
+def _write(line: dict[str, Any]) -> None:
+    text = json.dumps(line, ensure_ascii=False, default=str)
+    with _write_lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()

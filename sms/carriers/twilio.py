@@ -1,0 +1,265 @@
+"""Twilio, through the official ``twilio`` package: the only module that imports it.
+
+Sending is a create on Twilio's Messages resource; finding a message is a list of that
+resource filtered by To, From and the day, matched on the body and the time. Twilio's
+failures become the project's carrier errors here, at the border, and Twilio's webhooks are
+checked with the package's own ``RequestValidator``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from twilio.base import values
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from sms import errors
+from sms.carriers import Outgoing, Receipt
+from sms.config import Settings
+from sms.domain import DELIVERED, FAILED, SENT, UNDELIVERED
+
+STATUS_PATH = "/apps/api/v1/sms/status"
+OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+
+# Twilio's message statuses in the service's words; others (receiving, received,
+# partially_delivered, canceled) say nothing about an outbound message's delivery.
+STATUSES = {
+    "queued": SENT,
+    "accepted": SENT,
+    "scheduled": SENT,
+    "sending": SENT,
+    "sent": SENT,
+    "delivered": DELIVERED,
+    "read": DELIVERED,
+    "undelivered": UNDELIVERED,
+    "failed": FAILED,
+}
+# Twilio's clock and this instance's may differ by this much; its dates have whole seconds.
+_CLOCK_SKEW = dt.timedelta(seconds=5)
+_PAGE_SIZE = 50
+_MAX_RECORDS = 200  # what the day's list is read for, at most: four pages
+
+
+class _TimedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """Twilio's HTTP client, with a timeout set per call (its resource methods take none)."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=10.0)
+        self._call_timeout: contextvars.ContextVar[float] = contextvars.ContextVar(
+            "twilio_timeout", default=10.0
+        )
+
+    @contextlib.contextmanager
+    def bounded(self, seconds: float) -> Iterator[None]:
+        token = self._call_timeout.set(seconds)
+        try:
+            yield
+        finally:
+            self._call_timeout.reset(token)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs["timeout"] = self._call_timeout.get()
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioCarrier:
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        api_base_url: str = "https://api.twilio.com",
+        status_callback: str | None = None,
+        messaging_service_sid: str | None = None,
+    ) -> None:
+        self._http = _TimedHttpClient()
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+        # Every request of the Messages resource, and the next pages of a list, are made
+        # against this base: Twilio's own, or a stand-in for it.
+        self._client.api.base_url = api_base_url.rstrip("/")
+        self._status_callback = status_callback
+        self._messaging_service_sid = messaging_service_sid
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TwilioCarrier:
+        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+            raise ValueError("SMS_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        callback = settings.public_base_url and settings.public_base_url + STATUS_PATH
+        return cls(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            api_base_url=settings.twilio_api_base_url,
+            status_callback=callback or None,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+        )
+
+    def send(self, sms: Outgoing, timeout: float) -> Receipt:
+        """Create the message at Twilio; the carrier's errors as the project's."""
+        with self._http.bounded(timeout), _border():
+            created = self._client.messages.create(
+                to=sms.to_number,
+                from_=sms.from_number,
+                body=sms.text,
+                status_callback=self._status_callback or values.unset,
+                messaging_service_sid=self._messaging_service_sid or values.unset,
+            )
+        return Receipt(created.sid, STATUSES.get(created.status or "", SENT), _code(created))
+
+    def find(self, sms: Outgoing, timeout: float) -> list[Receipt]:
+        """Twilio's records that may be this message, oldest first.
+
+        First the messages between the two numbers sent since the day it was stored; then,
+        as a message Twilio has not sent yet has no date sent, the most recent ones whatever
+        their date. Either way, a record matches on the body and the time it was created.
+        """
+        day = dt.datetime.combine(sms.since.date(), dt.time(), tzinfo=dt.timezone.utc)
+        messages = self._client.messages
+        with self._http.bounded(timeout), _border():
+            since_day = messages.list(
+                to=sms.to_number,
+                from_=sms.from_number,
+                date_sent_after=day,
+                page_size=_PAGE_SIZE,
+                limit=_MAX_RECORDS,
+            )
+            found = _matches(since_day, sms)
+            if not found:
+                recent = messages.list(
+                    to=sms.to_number, from_=sms.from_number, page_size=_PAGE_SIZE, limit=_PAGE_SIZE
+                )
+                found = _matches(recent, sms)
+        return [Receipt(r.sid, STATUSES.get(r.status or "", SENT), _code(r)) for r in found]
+
+
+def _matches(records: Sequence[Any], sms: Outgoing) -> list[Any]:
+    """The records of this text created while it can have been handed over (give or take the
+    clocks' skew), oldest first."""
+    earliest = sms.since.replace(microsecond=0) - _CLOCK_SKEW
+    latest = (sms.until or dt.datetime.now(dt.timezone.utc)) + _CLOCK_SKEW
+    found = [
+        record
+        for record in records
+        if record.body == sms.text
+        and isinstance(record.date_created, dt.datetime)
+        and earliest <= record.date_created <= latest
+    ]
+    return sorted(found, key=lambda record: record.date_created)
+
+
+def _code(record: Any) -> str | None:
+    return str(record.error_code) if record.error_code else None
+
+
+@contextlib.contextmanager
+def _border() -> Iterator[None]:
+    """Twilio's failures as the project's carrier errors."""
+    try:
+        yield
+    except (TwilioRestException, TwilioServiceException) as exc:
+        if exc.status >= 500:
+            raise errors.CarrierOutcomeUnknown(f"Twilio answered {exc.status}", False) from exc
+        code = exc.code if isinstance(exc.code, int) else None
+        raise errors.CarrierRefused(
+            str(code) if code else None, opted_out=code == OPTED_OUT
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        if _never_connected(exc):
+            raise errors.CarrierUnreachable(type(exc).__name__) from exc
+        in_flight = isinstance(exc, requests.exceptions.Timeout)
+        raise errors.CarrierOutcomeUnknown(type(exc).__name__, in_flight) from exc
+    except TwilioException as exc:
+        # An answer the package could not read: whatever Twilio did is unknown.
+        raise errors.CarrierOutcomeUnknown(f"unreadable answer: {exc}", False) from exc
+
+
+def _never_connected(exc: requests.exceptions.RequestException) -> bool:
+    """Whether the request failed before it could reach Twilio (so nothing was sent)."""
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectTimeout
+        | requests.exceptions.SSLError
+        | requests.exceptions.ProxyError
+        | requests.exceptions.InvalidURL,
+    ):
+        return True
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+# ---- webhooks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A status callback: which message, and its status in the service's words."""
+
+    carrier_id: str
+    status: str | None  # None: a Twilio status that says nothing about delivery
+    error_code: str | None
+
+
+class _Form:
+    """Form parameters as RequestValidator reads them (every value of a repeated name)."""
+
+    def __init__(self, params: Mapping[str, Sequence[str]]) -> None:
+        self._params = params
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._params[name])
+
+
+class TwilioWebhooks:
+    """Twilio's requests to this function: their signatures, and what they report."""
+
+    def __init__(self, auth_token: str | None, public_base_url: str | None) -> None:
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self._base = public_base_url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TwilioWebhooks:
+        return cls(settings.twilio_auth_token, settings.public_base_url)
+
+    @property
+    def configured(self) -> bool:
+        return self._validator is not None and self._base is not None
+
+    def signed(
+        self, path: str, query: str, params: Mapping[str, Sequence[str]], signature: str | None
+    ) -> bool:
+        """Whether Twilio signed this request: the URL it was sent to and its parameters,
+        with the account's auth token."""
+        if self._validator is None or self._base is None or not signature:
+            return False
+        url = self._base + path + (f"?{query}" if query else "")
+        return bool(self._validator.validate(url, _Form(params), signature))
+
+    @staticmethod
+    def status_report(params: Mapping[str, Sequence[str]]) -> StatusReport:
+        """What a status callback says; BadRequest where it names no message or status."""
+        sid = _first(params, "MessageSid")
+        status = _first(params, "MessageStatus")
+        if not sid:
+            raise errors.BadRequest("MessageSid is required")
+        if not status:
+            raise errors.BadRequest("MessageStatus is required")
+        code = _first(params, "ErrorCode")
+        return StatusReport(sid, STATUSES.get(status.lower()), code if code else None)
+
+
+def _first(params: Mapping[str, Sequence[str]], name: str) -> str:
+    found = params.get(name) or ()
+    return found[0].strip() if found else ""
