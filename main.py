@@ -1,4 +1,5 @@
-"""Cloud Function entry point: `functions-framework --target=sms_api`."""
+"""Cloud Function entry points: `functions-framework --target=sms_api` (the API and Twilio's
+webhooks) and `--target=sms_sweeper` (settles unsettled sends; called by Cloud Scheduler)."""
 
 import flask
 import functions_framework
@@ -9,8 +10,14 @@ from sms import api
 
 @functions_framework.http
 def sms_api(request: flask.Request) -> flask.Response:
-    """POST /apps/api/v1/sms: send an outbound SMS and open a session."""
+    """POST /apps/api/v1/sms: send an outbound SMS and open a session; and the rest."""
     return api.handle(request)
+
+
+@functions_framework.http
+def sms_sweeper(request: flask.Request) -> flask.Response:
+    """POST: settle the messages crashed or timed-out senders left unsettled."""
+    return api.handle_sweep(request)
 
 
 @functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]

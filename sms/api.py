@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import functools
 import json
 import re
 import traceback
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import flask
 
-from sms import credentials, deadline, errors, idempotency, logs, render
-from sms.config import settings
-from sms.domain import MAX_ID, SUBDOMAIN, Claim, Tenant
+from sms import carriers, credentials, deadline, errors, idempotency, logs, render
+from sms.carriers import Carrier
+from sms.carriers.log import LogCarrier
+from sms.carriers.twilio import TwilioWebhooks
+from sms.config import Settings, settings
+from sms.delivery import Delivery, MessageStore
+from sms.domain import MAX_ID, SUBDOMAIN, Claim, MessageRef, Tenant
 from sms.errors import ApiError
 from sms.idempotency import Idempotency, KeyStore
 from sms.repository import FirestoreStore
 from sms.service import ChatSessions, OutboundSms, Store, utc_now
+from sms.sweeper import Settled, Sweeper
 
 SMS_PATH = "/apps/api/v1/sms"
+_SMS = re.compile(re.escape(SMS_PATH))
+_STATUS_CALLBACK = re.compile(re.escape(SMS_PATH + "/status"))
 # A chat id: a positive integer, of no more digits than a stored id can have.
-_CHAT_PATH = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
+_CHAT = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
+_TRANSCRIPT = re.compile(_CHAT.pattern + "/messages")
 MAX_BODY_BYTES = 64 * 1024
 _MAX_INT_DIGITS = 4000  # under Python's limit on converting digits to int
 # A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-class ApiStore(Store, KeyStore, Protocol):
+class ApiStore(Store, KeyStore, MessageStore, Protocol):
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
 
 
@@ -113,25 +125,57 @@ def _credentials(request: flask.Request) -> tuple[str, str]:
     return username, password
 
 
+Handler = Callable[[flask.Request, "re.Match[str]", bytes], flask.Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path, and the handler of each method it has."""
+
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
 class Api:
-    """The function's HTTP surface, handed the store it works on."""
+    """The function's HTTP surface, handed the store, the carrier and the webhooks' checker."""
 
     def __init__(
-        self, store: ApiStore, deadline_seconds: float, project: str | None = None
+        self,
+        store: ApiStore,
+        deadline_seconds: float,
+        project: str | None = None,
+        *,
+        carrier: Carrier | None = None,
+        webhooks: TwilioWebhooks | None = None,
+        sweep_after_seconds: float = 60.0,
     ) -> None:
         self._store = store
         self._project = project
         self._deadline_seconds = deadline_seconds
-        self._sms = OutboundSms(store, deadline_seconds=deadline_seconds)
+        self._webhooks = webhooks or TwilioWebhooks(None, None)
+        # A request writes nothing after its deadline (but for giving a claim up), so a claim
+        # older than this belongs to one that died. Late writes could not harm anyway: they
+        # are made on the condition that the claim is still the one read.
+        lease = dt.timedelta(seconds=deadline_seconds + idempotency.RELEASE_SECONDS)
+        self._delivery = Delivery(
+            store,
+            carrier or LogCarrier(),
+            utc_now,
+            deadline_seconds=deadline_seconds,
+            grace_seconds=sweep_after_seconds,
+        )
+        self._sms = OutboundSms(
+            store, self._delivery, deadline_seconds=deadline_seconds, lease=lease
+        )
         self._chats = ChatSessions(store, deadline_seconds=deadline_seconds)
         self._keys = Idempotency(
-            store,
-            clock=utc_now,
-            deadline_seconds=deadline_seconds,
-            # A request writes nothing after its deadline (but for giving a claim up), so a
-            # claim older than this belongs to one that died. Late writes could not harm
-            # anyway: they are made on the condition that the claim is still the one read.
-            lease=dt.timedelta(seconds=deadline_seconds + idempotency.RELEASE_SECONDS),
+            store, clock=utc_now, deadline_seconds=deadline_seconds, lease=lease
+        )
+        self._routes = (
+            Route(_SMS, {"POST": self._send}),
+            Route(_STATUS_CALLBACK, {"POST": self._status_callback}),
+            Route(_CHAT, {"GET": self._get_chat, "PATCH": self._end_chat}),
+            Route(_TRANSCRIPT, {"GET": self._transcript}),
         )
 
     def handle(self, request: flask.Request) -> flask.Response:
@@ -145,8 +189,7 @@ class Api:
                 with deadline.bounded(self._deadline_seconds):
                     response = self._route(request)
             except ApiError as error:
-                outcome = "unavailable" if error.status == 503 else None
-                logs.note(error=error.message, outcome=outcome)
+                logs.note(error=error.message, outcome=error.outcome)
                 response = error_response(error)
             except errors.BackendUnavailable as exc:
                 logs.note(outcome="unavailable", error=str(exc))
@@ -159,28 +202,23 @@ class Api:
         return response
 
     def _route(self, request: flask.Request) -> flask.Response:
+        """404, 405 and 413 in that order, then the handler (which authenticates first)."""
         path = request.path.rstrip("/") or "/"
-        if path == SMS_PATH:
-            self._allow(request, "POST")
-            data = _read_body(request)
-            return self._send(request, self._authenticate(request), data)
-        chat = _CHAT_PATH.fullmatch(path)
-        if chat is None:
+        for route in self._routes:
+            match = route.pattern.fullmatch(path)
+            if match is not None:
+                break
+        else:
             raise errors.NotFound()
-        self._allow(request, "GET", "PATCH")
-        data = _read_body(request)
+        handler = route.methods.get(request.method)
+        if handler is None:
+            raise errors.MethodNotAllowed(tuple(route.methods))
+        return handler(request, match, _read_body(request))
+
+    # -- POST /apps/api/v1/sms
+
+    def _send(self, request: flask.Request, _: re.Match[str], data: bytes) -> flask.Response:
         tenant = self._authenticate(request)
-        chat_id = int(chat["id"])
-        if request.method == "GET":
-            return text_response(200, self._chats.get(tenant, chat_id))
-        return text_response(200, self._chats.end(tenant, chat_id, _json_or_none(data)))
-
-    @staticmethod
-    def _allow(request: flask.Request, *methods: str) -> None:
-        if request.method not in methods:
-            raise errors.MethodNotAllowed(methods)
-
-    def _send(self, request: flask.Request, tenant: Tenant, data: bytes) -> flask.Response:
         key = idempotency.parse_key(request.headers.get("Idempotency-Key"))
         if key is None:
             return text_response(200, self._sms.send(tenant, parse_json(data)))
@@ -197,11 +235,67 @@ class Api:
                 raise failure
             return self._sms.send(tenant, body, claim)
 
-        answer = self._keys.run(tenant.id, key, digest, handle)
+        def resume(message: MessageRef, answer: str) -> str:
+            return self._sms.resume(tenant, message, answer)
+
+        answer = self._keys.run(tenant.id, key, digest, handle, resume)
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         if answer.replayed:
             logs.note(outcome="replayed")
         return text_response(answer.status, answer.body, headers)
+
+    # -- /apps/api/v1/chats/{id} and its messages
+
+    def _get_chat(self, request: flask.Request, chat: re.Match[str], _: bytes) -> flask.Response:
+        tenant = self._authenticate(request)
+        return text_response(200, self._chats.get(tenant, int(chat["id"])))
+
+    def _end_chat(self, request: flask.Request, chat: re.Match[str], data: bytes) -> flask.Response:
+        tenant = self._authenticate(request)
+        return text_response(200, self._chats.end(tenant, int(chat["id"]), _json_or_none(data)))
+
+    def _transcript(self, request: flask.Request, chat: re.Match[str], _: bytes) -> flask.Response:
+        tenant = self._authenticate(request)
+        args = request.args
+        page = self._chats.messages(
+            tenant, int(chat["id"]), args.get("limit"), args.get("page_token")
+        )
+        return text_response(200, page)
+
+    # -- Twilio's webhooks
+
+    def _status_callback(
+        self, request: flask.Request, _: re.Match[str], data: bytes
+    ) -> flask.Response:
+        params = self._signed_form(request, data)
+        report = TwilioWebhooks.status_report(params)
+        logs.note(carrier_id=report.carrier_id, carrier_status=report.status)
+        if report.status is None:
+            logs.note(outcome="status_ignored")
+        else:
+            done = self._delivery.report(report.carrier_id, report.status, report.error_code)
+            logs.note(outcome=f"status_{done}")
+        return flask.Response(status=204)
+
+    def _signed_form(self, request: flask.Request, data: bytes) -> dict[str, list[str]]:
+        """The form Twilio posted, if Twilio signed it (403 otherwise: nothing changes)."""
+        try:
+            pairs = urllib.parse.parse_qsl(
+                data.decode("utf-8"), keep_blank_values=True, strict_parsing=False
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise errors.Forbidden() from exc
+        params: dict[str, list[str]] = {}
+        for name, value in pairs:
+            params.setdefault(name, []).append(value)
+        query = request.query_string.decode("latin-1")
+        signature = request.headers.get("X-Twilio-Signature")
+        if not self._webhooks.signed(request.path, query, params, signature):
+            if not self._webhooks.configured:
+                logs.note(error="webhooks need TWILIO_AUTH_TOKEN and SMS_PUBLIC_BASE_URL")
+            logs.note(outcome="forbidden")
+            raise errors.Forbidden()
+        return params
 
     def _authenticate(self, request: flask.Request) -> Tenant:
         username, password = _credentials(request)
@@ -216,13 +310,66 @@ class Api:
 
 
 @functools.cache
+def _store_and_carrier() -> tuple[FirestoreStore, Carrier]:
+    """The process's store and carrier, made once, on first use."""
+    config = settings()
+    return FirestoreStore.from_settings(config), carriers.from_settings(config)
+
+
+@functools.cache
 def default_api() -> Api:
     """The process's API on Firestore, built on first use: importing needs no credentials."""
     config = settings()
-    store = FirestoreStore.from_settings(config)
-    return Api(store, config.request_deadline_seconds, project=config.project)
+    store, carrier = _store_and_carrier()
+    return Api(
+        store,
+        config.request_deadline_seconds,
+        project=config.project,
+        carrier=carrier,
+        webhooks=TwilioWebhooks.from_settings(config),
+        sweep_after_seconds=config.sweep_after_seconds,
+    )
 
 
 def handle(request: flask.Request) -> flask.Response:
     """Answer one request of the Cloud Function."""
     return default_api().handle(request)
+
+
+def build_sweeper(config: Settings, store: FirestoreStore, carrier: Carrier) -> Sweeper:
+    delivery = Delivery(
+        store,
+        carrier,
+        utc_now,
+        deadline_seconds=config.request_deadline_seconds,
+        grace_seconds=config.sweep_after_seconds,
+    )
+    return Sweeper(
+        store,
+        delivery,
+        utc_now,
+        grace_seconds=config.sweep_after_seconds,
+        deadline_seconds=config.request_deadline_seconds,
+    )
+
+
+def sweep_report(settled: list[Settled]) -> dict[str, Any]:
+    """What a sweep settled, as the sweeper's answer and the admin command print it."""
+    counts = dict.fromkeys(("delivered", "failed", "pending", "taken"), 0)
+    for one in settled:
+        counts[one.outcome] += 1
+    return {"counts": counts, "settled": [dataclasses.asdict(one) for one in settled]}
+
+
+def handle_sweep(request: flask.Request) -> flask.Response:
+    """The sms_sweeper target: one sweep, answered with what it settled (POST only)."""
+    with logs.RequestLine(request.method, request.path, {}) as line:
+        if request.method != "POST":
+            response = error_response(errors.MethodNotAllowed(("POST",)))
+        else:
+            config = settings()
+            report = sweep_report(build_sweeper(config, *_store_and_carrier()).sweep())
+            logs.note(outcome="swept", **report["counts"])
+            response = json_response(200, report)
+    line.write(response.status_code)
+    return response

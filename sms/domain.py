@@ -98,11 +98,17 @@ class Chat:
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def ended(self, at: dt.datetime) -> Chat:
-        """This chat as it stands once ended at ``at``."""
+    def ended(
+        self, at: dt.datetime, status: str = "finished", fail_reason: str | None = None
+    ) -> Chat:
+        """This chat as it stands once ended at ``at`` (``"failed"`` with a reason, or not)."""
         duration = int((at - self.created_at).total_seconds())
         return dataclasses.replace(
-            self, status="finished", ends_at=at, chat_duration=max(duration, 0)
+            self,
+            status=status,
+            ends_at=at,
+            chat_duration=max(duration, 0),
+            fail_reason=fail_reason or self.fail_reason,
         )
 
 
@@ -122,17 +128,107 @@ class ActiveSession:
         return self.last_activity_at + dt.timedelta(seconds=timeout_seconds)
 
 
+# Message statuses (SPEC 10.3). An outbound message is stored ``queued``, handed to the
+# carrier ``sending``, accepted ``sent``, and ends in one final status. A status only moves
+# forward: its rank must grow, and a final status never changes.
+QUEUED, SENDING, SENT = "queued", "sending", "sent"
+DELIVERED, UNDELIVERED, FAILED = "delivered", "undelivered", "failed"
+RECEIVED = "received"  # an inbound message
+UNSETTLED = frozenset({QUEUED, SENDING})
+_RANK = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, UNDELIVERED: 3, FAILED: 3, RECEIVED: 3}
+OUTBOUND, INBOUND = "outbound", "inbound"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """Where a message is: its chat and its own id (within a tenant)."""
+
+    chat_id: int
+    message_id: str
+
+
 @dataclass(frozen=True)
 class Message:
-    """One outbound SMS, stored with its session."""
+    """One SMS of a session, with what became of it."""
 
+    id: str
     chat_id: int
     text: str
     from_number: str
     to_number: str
     created_at: dt.datetime
-    status: str = "queued"
+    encoding: str
+    segments: int
+    direction: str = OUTBOUND
+    status: str = QUEUED
     agent_id: int | None = None
+    carrier_id: str | None = None
+    error_code: str | None = None
+    history: tuple[StatusChange, ...] = ()
+    # When its current sender took it (at its commit, or at a takeover): while that is
+    # recent, someone may be handing it to the carrier right now.
+    claimed_at: dt.datetime | None = None
+    version: Version = None
+
+    @property
+    def ref(self) -> MessageRef:
+        return MessageRef(self.chat_id, self.id)
+
+    @property
+    def settled(self) -> bool:
+        return self.status not in UNSETTLED
+
+    @property
+    def accepted(self) -> bool:
+        """Whether a carrier took it (it then has the carrier's id)."""
+        return self.carrier_id is not None
+
+    def moved_to(
+        self,
+        status: str,
+        at: dt.datetime,
+        carrier_id: str | None = None,
+        error_code: str | None = None,
+    ) -> Message | None:
+        """This message at ``status``; None where that would not move it forward.
+
+        A carrier that reports a final status had accepted the message: ``sent`` is then
+        recorded on the way, so the history shows every status reached.
+        """
+        if _RANK[status] <= _RANK[self.status]:
+            return None
+        carrier_id = carrier_id or self.carrier_id
+        steps = [status]
+        if carrier_id is not None and _RANK[self.status] < _RANK[SENT] < _RANK[status]:
+            steps.insert(0, SENT)
+        return dataclasses.replace(
+            self,
+            status=status,
+            carrier_id=carrier_id,
+            error_code=error_code or self.error_code,
+            history=self.history + tuple(StatusChange(step, at) for step in steps),
+        )
+
+    def claimed(self, at: dt.datetime) -> Message:
+        """This message taken by a new sender at ``at`` (``sending`` from then on)."""
+        moved = self.moved_to(SENDING, at) or self
+        return dataclasses.replace(moved, claimed_at=at)
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """A consumer who asked a tenant for no more SMS."""
+
+    number: str
+    at: dt.datetime
+    source: str  # "carrier" (it refused: the consumer unsubscribed), "reply" (STOP), "admin"
+    error_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +248,7 @@ class Lookup:
     agent_by_id: Agent | None
     agent_by_email: Agent | None
     consumer: ConsumerState
+    opted_out: bool = False  # the consumer asked this tenant for no more SMS
 
 
 @dataclass(frozen=True)
@@ -184,6 +281,8 @@ class StoredKey:
     body: str | None
     lease_expires_at: dt.datetime
     expires_at: dt.datetime
+    # The message whose send decides the answer: the recorded 200 holds once it is sent.
+    message: MessageRef | None = None
     version: Version = None
 
 
@@ -194,6 +293,7 @@ class KeyCompletion:
     claim: Claim
     status: int
     body: str
+    message: MessageRef | None = None
 
 
 @dataclass

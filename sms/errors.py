@@ -5,15 +5,21 @@ The tree::
     ApiError                      status + message, rendered as {"message": ...}
     ├── BadRequest            400 a rule of SPEC section 4 failed (or another 400)
     ├── Unauthorized          401 credentials missing or wrong (one answer for every cause)
+    ├── Forbidden             403 a carrier webhook without a valid signature
     ├── NotFound              404
     ├── MethodNotAllowed      405 carries the allowed methods
     ├── Conflict              409 an Idempotency-Key whose first request is still running
     ├── PayloadTooLarge       413
     ├── Unprocessable         422 an Idempotency-Key reused for a different request
+    ├── SmsNotSent            502 the carrier refused the message, or could not be reached
     └── ServiceUnavailable    503 the backend could not be reached in time; carries Retry-After
+        └── SendPending           the session is committed, its send not yet settled
 
     LostRace                  not an answer: a write precondition failed, the caller re-decides
     BackendUnavailable        not an answer: the backend failed in a way that may pass
+    CarrierRefused            not an answer: the carrier refused the message (nothing was sent)
+    CarrierUnreachable        not an answer: the carrier could not be reached (nothing was sent)
+    CarrierOutcomeUnknown     not an answer: the message may or may not have gone out
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ OUTBOUND_NUMBER_INVALID = "outbound_number is invalid"
 OUTBOUND_NUMBER_NOT_FOUND = "outbound_number is not found"
 MESSAGE_REQUIRED = "message is required"
 MESSAGE_TOO_LONG = "message is too long"
+OPTED_OUT = "end_user_number has opted out"  # SPEC 10.3: right after row 13
 TICKET_ID_INVALID = "ticket_id is invalid"
 AGENT_INVALID = "agent is invalid"
 AGENT_NOT_FOUND = "agent is not found"
@@ -44,6 +51,10 @@ IDEMPOTENCY_KEY_REUSED = "Idempotency-Key is already used for a different reques
 IDEMPOTENCY_KEY_IN_PROGRESS = "A request with this Idempotency-Key is in progress"
 CHAT_ALREADY_ENDED = "Chat is already ended"
 STATUS_MUST_BE_FINISHED = 'status must be "finished"'
+# Sending (SPEC 10.3) and the transcript (SPEC 10.5).
+SMS_NOT_SENT = "SMS could not be sent"
+LIMIT_INVALID = "limit is invalid"
+PAGE_TOKEN_INVALID = "page_token is invalid"  # noqa: S105 an error text
 
 PRECEDENCE: tuple[str, ...] = (
     BODY_NOT_OBJECT,
@@ -59,6 +70,7 @@ PRECEDENCE: tuple[str, ...] = (
     OUTBOUND_NUMBER_NOT_FOUND,
     MESSAGE_REQUIRED,
     MESSAGE_TOO_LONG,
+    OPTED_OUT,
     TICKET_ID_INVALID,
     AGENT_INVALID,
     AGENT_NOT_FOUND,
@@ -77,6 +89,7 @@ class ApiError(Exception):
 
     status = 500
     message = "Internal Server Error"
+    outcome: str | None = None  # the log line's outcome, where it is not "rejected"
 
     def __init__(self, message: str | None = None) -> None:
         if message is not None:
@@ -98,6 +111,11 @@ class Unauthorized(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Basic realm="sms"'}
+
+
+class Forbidden(ApiError):
+    status = 403
+    message = "Forbidden"
 
 
 class NotFound(ApiError):
@@ -137,9 +155,18 @@ class Unprocessable(ApiError):
     status = 422
 
 
+class SmsNotSent(ApiError):
+    """The carrier refused the message or could not be reached: the session has failed."""
+
+    status = 502
+    message = SMS_NOT_SENT
+    outcome = "sms_not_sent"
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     message = "Service temporarily unavailable, please retry"
+    outcome = "unavailable"
 
     def __init__(self, retry_after_seconds: int = 1) -> None:
         super().__init__()
@@ -149,9 +176,44 @@ class ServiceUnavailable(ApiError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
+class SendPending(ServiceUnavailable):
+    """The session is committed, but whether its SMS went out is not settled yet.
+
+    A retry with the same Idempotency-Key, or the sweeper, settles it later.
+    """
+
+    outcome = "send_pending"
+
+
 class LostRace(Exception):
     """A write precondition failed: a concurrent request changed the document first."""
 
 
 class BackendUnavailable(Exception):
     """Firestore could not be reached or kept aborting; the request may be retried later."""
+
+
+class CarrierRefused(Exception):
+    """The carrier refused the message: nothing was sent. ``code`` is the carrier's."""
+
+    def __init__(self, code: str | None, opted_out: bool = False) -> None:
+        super().__init__(f"refused with code {code}")
+        self.code = code
+        self.opted_out = opted_out  # the consumer unsubscribed from this sender
+
+
+class CarrierUnreachable(Exception):
+    """The carrier could not be reached at all: nothing was sent."""
+
+
+class CarrierOutcomeUnknown(Exception):
+    """The message may have gone out (a timeout, a 5xx, a dropped connection).
+
+    ``in_flight``: the carrier may still be working on the request (it timed out on this
+    side), so only time tells whether it lands. Otherwise the carrier is done with it, and
+    asking it what it holds is a reliable answer.
+    """
+
+    def __init__(self, reason: str, in_flight: bool) -> None:
+        super().__init__(reason)
+        self.in_flight = in_flight

@@ -2,9 +2,12 @@
 
 A request with a key first claims it (a document written with a precondition, so that only
 one request can hold it). The holder runs; its answer is recorded for the key in the same
-commit as the session it produced, so no crash can leave one without the other. An error
-answer (4xx) is recorded on its own; a 5xx releases the claim so that a retry runs afresh.
-A holder that died is recognised by its lease running out, and the key is claimed again.
+commit as the session it produced, so no crash can leave one without the other. That answer
+is bound to the session's message: whether it stands (200) or the carrier refused the
+message (502), a replay answers from what became of the message, and a replay of a send that
+was left unsettled settles it. An error answer (4xx) is recorded on its own; a 5xx before
+the commit releases the claim so that a retry runs afresh. A holder that died is recognised
+by its lease running out, and the key is claimed again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sms import deadline, errors, render
-from sms.domain import Claim, KeyCompletion, StoredKey
+from sms.domain import Claim, KeyCompletion, MessageRef, StoredKey
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # 1 to 255 visible ASCII characters
 LIFETIME = dt.timedelta(hours=24)
@@ -85,13 +88,33 @@ class Idempotency:
         self._deadline_seconds = deadline_seconds
         self._lease = lease
 
-    def run(self, tenant_id: str, key: str, digest: str, handle: Callable[[Claim], str]) -> Answer:
-        """The answer for this key: replayed if recorded, else ``handle``'s, then recorded."""
+    def run(
+        self,
+        tenant_id: str,
+        key: str,
+        digest: str,
+        handle: Callable[[Claim], str],
+        resume: Callable[[MessageRef, str], str],
+    ) -> Answer:
+        """The answer for this key: replayed if recorded, else ``handle``'s, then recorded.
+
+        A recorded success is bound to the message it sent: ``resume`` answers what became
+        of that message (settling it first if its send was left unsettled).
+        """
         claimed = self._claim(tenant_id, key_id(key), digest)
+        if isinstance(claimed, StoredKey):
+            assert claimed.message is not None
+            assert claimed.body is not None
+            try:
+                return Answer(claimed.status or 200, resume(claimed.message, claimed.body), True)
+            except errors.SmsNotSent as error:
+                return Answer(error.status, render.to_json({"message": error.message}), True)
         if isinstance(claimed, Answer):
             return claimed
         try:
             return Answer(200, handle(claimed))
+        except (errors.SmsNotSent, errors.SendPending):
+            raise  # after the commit: the key is bound to its message already
         except errors.ApiError as error:
             if error.status >= 500:
                 self._release(claimed)
@@ -105,7 +128,7 @@ class Idempotency:
             self._release(claimed)
             raise
 
-    def _claim(self, tenant_id: str, kid: str, digest: str) -> Claim | Answer:
+    def _claim(self, tenant_id: str, kid: str, digest: str) -> Claim | Answer | StoredKey:
         limit = deadline.current(self._deadline_seconds)
         holder = secrets.token_hex(8)
         while True:
@@ -118,6 +141,8 @@ class Idempotency:
                 if stored.fingerprint != digest:
                     raise errors.Unprocessable(errors.IDEMPOTENCY_KEY_REUSED)
                 if stored.status is not None and stored.body is not None:
+                    if stored.message is not None:
+                        return stored
                     return Answer(stored.status, stored.body, replayed=True)
                 if now < stored.lease_expires_at:
                     wait = math.ceil((stored.lease_expires_at - now).total_seconds())

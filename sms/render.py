@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from sms.domain import CHAT_TYPE, Agent, Chat, Participant
+from sms.domain import CHAT_TYPE, Agent, Chat, Message, Participant
 
 
 def to_json(payload: Any) -> str:
@@ -88,4 +88,26 @@ def chat_document(chat: Chat) -> dict[str, Any]:
         "offer_events": [],
         "answer_type": "manual",
         "outbound_number": chat.outbound_number,
+    }
+
+
+def message_document(message: Message) -> dict[str, Any]:
+    """One message of a transcript (SPEC 10.5), keys in the documented order."""
+    return {
+        "id": message.id,
+        "chat_id": message.chat_id,
+        "direction": message.direction,
+        "from": message.from_number,
+        "to": message.to_number,
+        "text": message.text,
+        "agent_id": message.agent_id,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "status": message.status,
+        "carrier_id": message.carrier_id,
+        "error_code": message.error_code,
+        "created_at": timestamp(message.created_at),
+        "status_history": [
+            {"status": change.status, "at": timestamp(change.at)} for change in message.history
+        ],
     }

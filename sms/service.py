@@ -5,15 +5,21 @@ No HTTP and no Firestore here: the service is handed a store and a clock.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import functools
+import math
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sms import deadline, errors, logs, render, schemas
+from sms import deadline, encoding, errors, logs, render, schemas
+from sms.delivery import Delivered, Delivery, Failed, Outcome, Pending, outcome_of
 from sms.domain import (
+    QUEUED,
+    SENDING,
     ActiveSession,
     Agent,
     Chat,
@@ -24,8 +30,10 @@ from sms.domain import (
     KeyCompletion,
     Lookup,
     Message,
+    MessageRef,
     Participant,
     Plan,
+    StatusChange,
     Tenant,
 )
 from sms.errors import BadRequest
@@ -43,15 +51,23 @@ class Store(Protocol):
 
     def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState: ...
 
+    def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None: ...
+
     def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]: ...
 
-    def commit(self, plan: Plan) -> None: ...
+    def commit(self, plan: Plan) -> Any: ...
 
     def chat_and_session(
         self, tenant_id: str, chat_id: int
     ) -> tuple[Chat | None, ActiveSession | None]: ...
 
     def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None: ...
+
+    def read_chat(self, tenant_id: str, chat_id: int) -> Chat | None: ...
+
+    def messages_page(
+        self, tenant_id: str, chat_id: int, limit: int, after: tuple[dt.datetime, str] | None
+    ) -> list[Message]: ...
 
 
 def utc_now() -> dt.datetime:
@@ -87,12 +103,27 @@ class _UseCase:
 
 
 class OutboundSms(_UseCase):
-    """POST /apps/api/v1/sms as a use case."""
+    """POST /apps/api/v1/sms as a use case: the checks, the session's commit, then the send."""
+
+    def __init__(
+        self,
+        store: Store,
+        delivery: Delivery,
+        clock: Callable[[], dt.datetime] = utc_now,
+        deadline_seconds: float = 8.0,
+        lease: dt.timedelta = dt.timedelta(seconds=10),
+    ) -> None:
+        super().__init__(store, clock, deadline_seconds)
+        self._delivery = delivery
+        self._lease = lease  # how long the request that committed a message may still run
 
     def send(self, tenant: Tenant, body: Any, claim: Claim | None = None) -> str:
-        """Validate, then open a session (or send on an agent's behalf); the answer's JSON.
+        """Validate, open a session (or send on an agent's behalf), send; the answer's JSON.
 
-        With ``claim``, the answer is recorded for its Idempotency-Key in the same commit.
+        The answer comes once the carrier has answered: the chat document when it took the
+        message, SmsNotSent when it refused it, SendPending when that cannot be told in time.
+        With ``claim``, the chat document is recorded for its Idempotency-Key in the same
+        commit as the session, bound to the message: replays answer what became of it.
         """
         if not isinstance(body, dict):
             raise BadRequest(errors.BODY_NOT_OBJECT)
@@ -118,6 +149,9 @@ class OutboundSms(_UseCase):
         )
         if not lookup.outbound_number_enabled:
             raise BadRequest(errors.OUTBOUND_NUMBER_NOT_FOUND)
+        failures.raise_before(errors.OPTED_OUT)
+        if lookup.opted_out:
+            raise BadRequest(errors.OPTED_OUT)
         failures.raise_before(errors.AGENT_NOT_FOUND)
         request = loaded.request()
         logs.note(
@@ -133,11 +167,10 @@ class OutboundSms(_UseCase):
             assert plan.answer is not None
             answer = render.to_json(render.chat_document(plan.answer))
             if claim is not None:
-                plan.key = KeyCompletion(claim, 200, answer)
+                plan.key = KeyCompletion(claim, 200, answer, plan.message.ref)
             try:
-                self._store.commit(plan)
-                _note_sent(plan)
-                return answer
+                version = self._store.commit(plan)
+                break
             except (errors.LostRace, errors.BackendUnavailable):
                 # Another request changed this consumer's session first, or the outcome of
                 # the commit is unknown. Read what is stored now: if it is this commit's own
@@ -150,7 +183,41 @@ class OutboundSms(_UseCase):
                     state.session is not None
                     and state.session.written_by == plan.session.written_by
                 ):
-                    return answer
+                    version = None
+                    break
+        _note_sent(plan)
+        message = dataclasses.replace(plan.message, version=version)
+        if version is None:  # it landed unseen: its version is what is stored
+            stored = limit.retry(lambda: self._store.read_message(tenant.id, plan.message.ref))
+            message = stored or message
+        return self._answer(self._delivery.send_new(tenant.id, message), answer)
+
+    def resume(self, tenant: Tenant, ref: MessageRef, answer: str) -> str:
+        """The answer to a retry of a request whose session was committed: what became of its
+        message, settling it first where its first request left it unsettled."""
+        limit = deadline.current(self._deadline_seconds)
+        message = limit.retry(lambda: self._store.read_message(tenant.id, ref))
+        if message is None:
+            return answer
+        logs.note(chat_id=message.chat_id)
+        if message.settled:
+            return self._answer(outcome_of(message), answer)
+        claimed_at = message.claimed_at or message.created_at
+        running = claimed_at + self._lease - self._clock()
+        if running > dt.timedelta(0):  # the request that committed it may be sending it now
+            wait = math.ceil(running.total_seconds())
+            raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after=wait)
+        return self._answer(self._delivery.settle(tenant.id, message), answer)
+
+    @staticmethod
+    def _answer(outcome: Outcome, answer: str) -> str:
+        if isinstance(outcome, Delivered):
+            return answer
+        if isinstance(outcome, Failed):
+            raise errors.SmsNotSent()
+        if isinstance(outcome, Pending):
+            raise errors.SendPending(outcome.retry_after)
+        raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after=1)
 
     def _decide(
         self,
@@ -281,13 +348,22 @@ def _write_id() -> str:
 def _message(
     chat_id: int, request: schemas.OutboundSmsRequest, agent: Agent | None, now: dt.datetime
 ) -> Message:
+    """The outbound message, as its commit stores it: queued, and at once claimed by this
+    request to send (``sending``), so that no one else sends it while it does."""
+    encoded = encoding.encode(request.message)
     return Message(
+        id=secrets.token_hex(10),
         chat_id=chat_id,
         text=request.message,
         from_number=request.outbound_number,
         to_number=request.end_user_number,
         created_at=now,
+        encoding=encoded.encoding,
+        segments=encoded.segments,
         agent_id=agent.id if agent else None,
+        status=SENDING,
+        history=(StatusChange(QUEUED, now), StatusChange(SENDING, now)),
+        claimed_at=now,
     )
 
 
@@ -330,6 +406,58 @@ class ChatSessions(_UseCase):
             except errors.BackendUnavailable:
                 outcome_unknown = True
             limit.pause()
+
+    def messages(
+        self, tenant: Tenant, chat_id: int, limit: str | None, page_token: str | None
+    ) -> str:
+        """A page of a chat's transcript, oldest first, and the token of the next page."""
+        size = _page_size(limit)
+        after = _cursor(page_token) if page_token is not None else None
+        retry = deadline.current(self._deadline_seconds).retry
+        if retry(lambda: self._store.read_chat(tenant.id, chat_id)) is None:
+            raise errors.NotFound()
+        page = retry(lambda: self._store.messages_page(tenant.id, chat_id, size + 1, after))
+        following = page_token_of(page[size - 1]) if len(page) > size else None
+        logs.note(outcome="transcript_read", chat_id=chat_id)
+        return render.to_json(
+            {
+                "messages": [render.message_document(m) for m in page[:size]],
+                "next_page_token": following,
+            }
+        )
+
+
+_LIMIT = re.compile(r"[0-9]{1,3}")
+MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 200, 100
+_TOKEN = re.compile(r"([0-9]{1,15})\.([A-Za-z0-9_-]{1,64})")
+
+
+def _page_size(limit: str | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE_SIZE
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_PAGE_SIZE:
+        raise BadRequest(errors.LIMIT_INVALID)
+    return int(limit)
+
+
+def page_token_of(message: Message) -> str:
+    """The opaque token of the page after ``message``: its time and id."""
+    millis = round(message.created_at.timestamp() * 1000)
+    raw = f"{millis}.{message.id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _cursor(token: str) -> tuple[dt.datetime, str]:
+    """Where a page token says the page starts; 400 for anything this service did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        match = _TOKEN.fullmatch(raw)
+        if match is None or base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=") != token:
+            raise ValueError(token)
+        at = dt.datetime.fromtimestamp(int(match[1]) / 1000, dt.timezone.utc)
+    except (ValueError, OverflowError, OSError) as exc:  # binascii.Error is a ValueError
+        raise BadRequest(errors.PAGE_TOKEN_INVALID) from exc
+    return at, match[2]
 
 
 def _as_of(tenant: Tenant, chat: Chat, session: ActiveSession | None, now: dt.datetime) -> Chat:

@@ -16,6 +16,7 @@ from typing import Any
 import functions_framework
 import pytest
 from google.cloud import firestore
+from twilio_standin import TwilioStandIn
 
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT, TenantSeed
@@ -148,5 +149,47 @@ def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     with (
         open(tmp_path_factory.mktemp("server") / "server.log", "wb") as log,
         serving(free_port(), env, log) as url,
+    ):
+        yield url
+
+
+# ---- Twilio: the function with SMS_CARRIER=twilio, against a stand-in for Twilio's API --------
+
+# How old a message must be before the sweeper takes it, for the tests' servers and sweeps.
+SWEEP_AFTER_SECONDS = 2
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[TwilioStandIn]:
+    """A stand-in for Twilio's Messages API that the tests run themselves."""
+    with TwilioStandIn() as running:
+        yield running
+
+
+def twilio_env(standin: TwilioStandIn, public_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a function that sends through the stand-in and is reached by it
+    (its webhooks) at 127.0.0.1:public_port."""
+    return {
+        **os.environ,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "SMS_CARRIER": "twilio",
+        "TWILIO_ACCOUNT_SID": standin.account_sid,
+        "TWILIO_AUTH_TOKEN": standin.auth_token,
+        "TWILIO_API_BASE_URL": standin.url,
+        "SMS_PUBLIC_BASE_URL": f"http://127.0.0.1:{public_port}",
+        "SMS_SWEEP_AFTER_SECONDS": str(SWEEP_AFTER_SECONDS),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def twilio_server(
+    emulator_host: str, standin: TwilioStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The function served by functions-framework with SMS_CARRIER=twilio."""
+    port = free_port()
+    with (
+        open(tmp_path_factory.mktemp("twilio-server") / "server.log", "wb") as log,
+        serving(port, twilio_env(standin, port), log) as url,
     ):
         yield url

@@ -19,8 +19,10 @@ from google.cloud import firestore
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH
 from sms import credentials, idempotency
+from sms.carriers.log import LogCarrier
 from sms.config import Settings
-from sms.domain import Claim
+from sms.delivery import Delivery
+from sms.domain import Claim, MessageRef
 from sms.repository import FirestoreStore
 from sms.service import OutboundSms, utc_now
 
@@ -199,11 +201,15 @@ def test_a_key_whose_first_request_is_running_answers_409(post, db, tenant):
     def handle(claim: Claim) -> str:
         running.set()
         assert release.wait(30)
-        return OutboundSms(store).send(domain_tenant, dict(SEED_BODY), claim)
+        delivery = Delivery(store, LogCarrier(), utc_now, deadline_seconds=8, grace_seconds=60)
+        return OutboundSms(store, delivery).send(domain_tenant, dict(SEED_BODY), claim)
+
+    def resume(message: MessageRef, answer: str) -> str:
+        raise AssertionError("nothing was recorded to resume")
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(
-            keys.run, tenant.id, "key-1", idempotency.fingerprint(SEED_BODY), handle
+            keys.run, tenant.id, "key-1", idempotency.fingerprint(SEED_BODY), handle, resume
         )
         try:
             assert running.wait(30)

@@ -226,8 +226,16 @@ def test_the_message_is_stored_with_its_session(send, db, tenant):
     [message] = messages(db, tenant, doc["id"])
     assert message["text"] == "hello there"
     assert (message["from"], message["to"]) == (OUTBOUND, CONSUMER)
-    assert message["status"] == "queued"
     assert message["created_at"] == when(doc["created_at"])
+    # Stored queued and handed to the (log) carrier, which took it before the answer came.
+    assert message["status"] == "sent"
+    assert [change["status"] for change in message["status_history"]] == [
+        "queued",
+        "sending",
+        "sent",
+    ]
+    assert message["carrier_id"].startswith("LM")
+    assert (message["encoding"], message["segments"]) == ("GSM-7", 1)
 
 
 def test_a_message_sent_on_behalf_is_stored_in_the_existing_chat(send, db, tenant):
@@ -236,7 +244,7 @@ def test_a_message_sent_on_behalf_is_stored_in_the_existing_chat(send, db, tenan
     stored_messages = messages(db, tenant, first["id"])
     assert [m["text"] for m in stored_messages] == ["one", "two"]
     assert all(
-        (m["from"], m["to"], m["status"]) == (OUTBOUND, CONSUMER, "queued") for m in stored_messages
+        (m["from"], m["to"], m["status"]) == (OUTBOUND, CONSUMER, "sent") for m in stored_messages
     )
 
 

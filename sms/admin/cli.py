@@ -9,6 +9,8 @@ changes nothing, and says why on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -24,6 +26,7 @@ from google.cloud import firestore
 
 from sms import credentials, phone
 from sms.admin.store import ConfigStore, Exists, Missing
+from sms.config import Settings
 from sms.domain import (
     DEFAULT_ALLOWED_REGIONS,
     DEFAULT_LANG,
@@ -383,6 +386,57 @@ def credentials_rotate(store: ConfigStore, args: argparse.Namespace) -> Any:
     return {"tenant": tenant_id, "id": credential_id, "token": token}
 
 
+def _opt_out_number(store: ConfigStore, args: argparse.Namespace) -> tuple[str, str]:
+    tenant_id = subdomain(args.subdomain)
+    allowed = _allowed_regions(store.require_tenant(tenant_id))
+    return tenant_id, number(args.number, allowed)
+
+
+def opt_outs_list(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id = subdomain(args.subdomain)
+    store.require_tenant(tenant_id)
+    return [
+        {
+            "number": e164,
+            "at": _iso(data.get("at")),
+            "source": data.get("source"),
+            "error_code": data.get("error_code"),
+        }
+        for e164, data in sorted(store.documents(tenant_id, "opt_outs"))
+    ]
+
+
+def opt_outs_add(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id, e164 = _opt_out_number(store, args)
+    record = {"number": e164, "at": store.now(), "source": "admin", "error_code": None}
+    store.create(store.opt_out(tenant_id, e164), record, f"the opt-out of {e164}")
+    return {"tenant": tenant_id, "opted_out": e164}
+
+
+def opt_outs_remove(store: ConfigStore, args: argparse.Namespace) -> Any:
+    tenant_id, e164 = _opt_out_number(store, args)
+    store.remove(store.opt_out(tenant_id, e164), f"the opt-out of {e164}")
+    return {"tenant": tenant_id, "opted_in": e164}
+
+
+def sweep(store: ConfigStore, args: argparse.Namespace) -> Any:
+    """Settle the messages senders left unsettled, as the sms_sweeper target does."""
+    from sms import api, carriers  # noqa: PLC0415 only this command sends
+    from sms.repository import FirestoreStore  # noqa: PLC0415
+
+    try:
+        config = dataclasses.replace(
+            Settings.from_env(), project=args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        )
+        carrier = carriers.from_settings(config)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+    sweeper = api.build_sweeper(config, FirestoreStore.on_client(store.client, config), carrier)
+    with contextlib.redirect_stdout(sys.stderr):  # its log lines; the report goes to stdout
+        settled = sweeper.sweep()
+    return api.sweep_report(settled)
+
+
 # ---- the parser ---------------------------------------------------------------------------
 
 
@@ -482,6 +536,18 @@ def _credential_commands(actions: _Actions) -> None:
         _command(actions, name, run, text, "subdomain", "credential_id")
 
 
+def _opt_out_commands(actions: _Actions) -> None:
+    _command(actions, "list", opt_outs_list, "List the consumers who opted out.", "subdomain")
+    _command(
+        actions, "add", opt_outs_add, "Opt a consumer out: no SMS to it any more.",
+        "subdomain", "number",
+    )  # fmt: skip
+    _command(
+        actions, "remove", opt_outs_remove, "Lift a consumer's opt-out (as START does).",
+        "subdomain", "number",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sms.admin",
@@ -497,9 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("numbers", "Outbound numbers: the tenant's numbers that may send SMS.", _number_commands),
         ("agents", "Agents: who a session can be assigned to.", _agent_commands),
         ("credentials", "API credentials: the tokens clients sign in with.", _credential_commands),
+        ("opt-outs", "Opt-outs: consumers who get no SMS from the tenant.", _opt_out_commands),
     ):
         group = groups.add_parser(name, help=text, description=text)
         add(group.add_subparsers(dest="action", required=True, metavar="ACTION"))
+    text = (
+        "Settle the messages a crashed or timed-out sender left queued or sending "
+        "(SMS_SWEEP_AFTER_SECONDS old), as the sms_sweeper function does; prints what it did."
+    )
+    groups.add_parser("sweep", help=text, description=text).set_defaults(run=sweep)
     return parser
 
 

@@ -86,6 +86,13 @@ class ConfigStore:
     def credential(self, tenant_id: str, credential_id: str) -> firestore.DocumentReference:
         return self._child(tenant_id, "api_credentials", credential_id)
 
+    def opt_out(self, tenant_id: str, e164: str) -> firestore.DocumentReference:
+        return self._child(tenant_id, "opt_outs", e164)
+
+    @property
+    def client(self) -> firestore.Client:
+        return self._db
+
     @staticmethod
     def now() -> dt.datetime:
         return _now()

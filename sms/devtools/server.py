@@ -29,32 +29,56 @@ def answers(url: str) -> bool:
     return True
 
 
+class Server:
+    """`functions-framework --target=...` in a process group of its own (gunicorn has workers)."""
+
+    def __init__(
+        self, port: int, env: dict[str, str], log: IO[bytes] | None = None, target: str = "sms_api"
+    ) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "functions_framework", f"--target={target}",
+             "--source=main.py", "--host=127.0.0.1", f"--port={port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: answers(self.url + "/"), 30, "functions-framework", self.process)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole group, as a crash or an instance shut down would end it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running(
+    port: int, env: dict[str, str], log: IO[bytes] | None = None, target: str = "sms_api"
+) -> Iterator[Server]:
+    """A served function until the block ends. ``log`` takes its output (default: this
+    process's)."""
+    server = Server(port, env, log, target)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def serving(port: int, env: dict[str, str], log: IO[bytes] | None = None) -> Iterator[str]:
-    """Run `functions-framework --target=sms_api` until the block ends; yields its URL.
-
-    The server runs in its own process group (gunicorn has workers), killed as a whole.
-    ``log`` takes its output; by default it shares this process's.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "functions_framework", "--target=sms_api", "--source=main.py",
-         "--host=127.0.0.1", f"--port={port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT if log is not None else None,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(url + "/"), 30, "functions-framework", process)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """Run `functions-framework --target=sms_api` until the block ends; yields its URL."""
+    with running(port, env, log) as server:
+        yield server.url

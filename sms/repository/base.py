@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -13,6 +13,7 @@ from google.api_core import gapic_v1
 from google.cloud import firestore
 
 from sms import deadline, errors
+from sms.domain import MessageRef
 
 # Precondition failures of a commit: another request wrote the document first.
 _LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound)
@@ -104,10 +105,50 @@ class StoreBase:
         with _failures():
             return {snap.reference.path: snap for snap in self._db.get_all(list(refs))}
 
-    def _transact(self, write: Any) -> Any:
-        """Run a transaction body once; lost races and transient failures as domain errors."""
+    def _transact(self, write: Callable[[firestore.Transaction], None]) -> list[Any]:
+        """Run a transaction body once; its write results, in the order it wrote.
+
+        Lost races and transient failures come out as the service's errors.
+        """
+        transaction = self._db.transaction(max_attempts=1)
         with _failures(commit=True):
-            return firestore.transactional(write)(self._db.transaction(max_attempts=1))
+            firestore.transactional(write)(transaction)
+        return list(transaction.write_results or ())
+
+    def _batch(self, write: Callable[[firestore.WriteBatch], None]) -> list[Any]:
+        """Commit writes atomically without a transaction (one call, no locks); the results."""
+        batch = self._db.batch()
+        write(batch)
+        with _failures(commit=True):
+            return list(batch.commit())
+
+    # -- documents by name
+
+    def _session_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("active_sessions").document(consumer)
+        )
+        return ref
+
+    def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("chats").document(str(chat_id))
+        )
+        return ref
+
+    def _message_ref(self, tenant_id: str, message: MessageRef) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._chat_ref(tenant_id, message.chat_id)
+            .collection("messages")
+            .document(message.message_id)
+        )
+        return ref
+
+    def _opt_out_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self._tenant(tenant_id).collection("opt_outs").document(consumer)
+        )
+        return ref
 
     def _at(self, version: Any) -> Any:
         """The precondition: the document is still at ``version``."""

@@ -10,12 +10,14 @@ from sms.domain import (
     DEFAULT_LANG,
     DEFAULT_SESSION_TIMEOUT_SECONDS,
     MAX_ID,
+    OUTBOUND,
     ActiveSession,
     Agent,
     Chat,
     EndUser,
     Message,
     Participant,
+    StatusChange,
     Tenant,
 )
 
@@ -171,12 +173,38 @@ def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
 def message_doc(message: Message) -> dict[str, Any]:
     return {
         "chat_id": message.chat_id,
-        "direction": "outbound",
+        "direction": message.direction,
         "text": message.text,
         "from": message.from_number,
         "to": message.to_number,
-        "status": message.status,
-        "status_history": [{"status": message.status, "at": message.created_at}],
         "agent_id": message.agent_id,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "status": message.status,
+        "carrier_id": message.carrier_id,
+        "error_code": message.error_code,
         "created_at": message.created_at,
+        "status_history": [{"status": c.status, "at": c.at} for c in message.history],
+        "claimed_at": message.claimed_at,
     }
+
+
+def message_from(message_id: str, data: dict[str, Any], version: Any = None) -> Message:
+    return Message(
+        id=message_id,
+        chat_id=data["chat_id"],
+        direction=data.get("direction") or OUTBOUND,
+        text=data["text"],
+        from_number=data["from"],
+        to_number=data["to"],
+        agent_id=data.get("agent_id"),
+        encoding=data["encoding"],
+        segments=data["segments"],
+        status=data["status"],
+        carrier_id=data.get("carrier_id"),
+        error_code=data.get("error_code"),
+        created_at=data["created_at"],
+        history=tuple(StatusChange(c["status"], c["at"]) for c in data.get("status_history") or ()),
+        claimed_at=data.get("claimed_at"),
+        version=version,
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from google.cloud import firestore
 
-from sms.domain import Claim, KeyCompletion, StoredKey
+from sms.domain import Claim, KeyCompletion, MessageRef, StoredKey
 from sms.repository import documents
-from sms.repository.base import StoreBase, _failures
+from sms.repository.base import StoreBase
 
 
 class Keys(StoreBase):
@@ -30,6 +31,7 @@ class Keys(StoreBase):
             body=data.get("body"),
             lease_expires_at=data["lease_expires_at"],
             expires_at=data["expires_at"],
+            message=_message_ref(data.get("message")),
             version=snap.update_time,
         )
 
@@ -43,17 +45,18 @@ class Keys(StoreBase):
             else:
                 transaction.update(ref, documents.stored(record), option=self._at(replaces.version))
 
-        transaction = self._db.transaction(max_attempts=1)
-        with _failures(commit=True):
-            firestore.transactional(write)(transaction)
-        assert transaction.write_results is not None
-        return dataclasses.replace(claim, version=transaction.write_results[0].update_time)
+        [result] = self._transact(write)
+        return dataclasses.replace(claim, version=result.update_time)
 
     def _complete_key(self, transaction: firestore.Transaction, completion: KeyCompletion) -> None:
         claim = completion.claim
         transaction.update(
             self._key_ref(claim.tenant_id, claim.key_id),
-            {"status": completion.status, "body": completion.body},
+            {
+                "status": completion.status,
+                "body": completion.body,
+                "message": dataclasses.asdict(completion.message) if completion.message else None,
+            },
             option=self._at(claim.version),
         )
 
@@ -65,3 +68,9 @@ class Keys(StoreBase):
         """Give the key up, so that a retry runs afresh."""
         ref = self._key_ref(claim.tenant_id, claim.key_id)
         self._transact(lambda transaction: transaction.delete(ref, option=self._at(claim.version)))
+
+
+def _message_ref(data: Any) -> MessageRef | None:
+    if not isinstance(data, dict):
+        return None
+    return MessageRef(chat_id=data["chat_id"], message_id=data["message_id"])

@@ -64,7 +64,8 @@ class Sessions(Keys):
         agents = tenant.collection("agents")
         storable = agent_id is not None and 0 <= agent_id <= MAX_ID
         agent_ref = agents.document(str(agent_id)) if storable else None
-        refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
+        opt_out_ref = self._opt_out_ref(tenant_id, consumer)
+        refs = [number_ref, opt_out_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)
         snaps = self._get_all(refs)
@@ -75,6 +76,7 @@ class Sessions(Keys):
             agent_by_id=documents.agent_from_snapshot(snaps[agent_ref.path]) if agent_ref else None,
             agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email else None,
             consumer=self._consumer_from(tenant_id, consumer, snaps),
+            opted_out=snaps[opt_out_ref.path].exists,
         )
 
     def _agent_by_email(self, tenant_id: str, email: str) -> Agent | None:
@@ -102,12 +104,6 @@ class Sessions(Keys):
                         return agent
         return None
 
-    def _session_ref(self, tenant_id: str, consumer: str) -> firestore.DocumentReference:
-        ref: firestore.DocumentReference = (
-            self._tenant(tenant_id).collection("active_sessions").document(consumer)
-        )
-        return ref
-
     def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
         end_user = self._tenant(tenant_id).collection("end_users").document(consumer)
         return [self._session_ref(tenant_id, consumer), end_user]
@@ -130,11 +126,8 @@ class Sessions(Keys):
         snaps = self._get_all(self._consumer_refs(tenant_id, consumer))
         return self._consumer_from(tenant_id, consumer, snaps)
 
-    def _chat_ref(self, tenant_id: str, chat_id: int) -> firestore.DocumentReference:
-        ref: firestore.DocumentReference = (
-            self._tenant(tenant_id).collection("chats").document(str(chat_id))
-        )
-        return ref
+    def read_chat(self, tenant_id: str, chat_id: int) -> Chat | None:
+        return self._chat(tenant_id, chat_id)
 
     def _chat(self, tenant_id: str, chat_id: int) -> Chat | None:
         [snap] = self._get_all([self._chat_ref(tenant_id, chat_id)]).values()
@@ -178,22 +171,22 @@ class Sessions(Keys):
 
     # -- writes
 
-    def commit(self, plan: Plan) -> None:
-        """Write everything the plan says in one transaction, or nothing.
+    def commit(self, plan: Plan) -> Any:
+        """Write everything the plan says in one transaction, or nothing; the message's version.
 
         The transaction reads nothing: the documents other requests also write are guarded
         by preconditions, so a lost race fails the commit at once instead of waiting on a lock.
         """
-        tenant = self._tenant(plan.tenant_id)
         session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
-        chats = tenant.collection("chats")
 
         def write(transaction: firestore.Transaction) -> None:
+            message_ref = self._message_ref(plan.tenant_id, plan.message.ref)
+            transaction.create(message_ref, documents.message_doc(plan.message))  # result 0
             if plan.new_end_user is not None:
                 transaction.create(end_user_ref, documents.stored(plan.new_end_user))
             if plan.finish is not None:
                 transaction.update(
-                    chats.document(str(plan.finish.chat_id)),
+                    self._chat_ref(plan.tenant_id, plan.finish.chat_id),
                     {
                         "status": "finished",
                         "ends_at": plan.finish.ends_at,
@@ -201,43 +194,36 @@ class Sessions(Keys):
                     },
                 )
             if plan.new_chat is not None:
-                transaction.create(
-                    chats.document(str(plan.new_chat.id)), documents.chat_doc(plan.new_chat)
-                )
-            messages = chats.document(str(plan.message.chat_id)).collection("messages")
-            transaction.create(messages.document(), documents.message_doc(plan.message))
+                chat_ref = self._chat_ref(plan.tenant_id, plan.new_chat.id)
+                transaction.create(chat_ref, documents.chat_doc(plan.new_chat))
             if plan.session_version is None:
                 transaction.create(session_ref, documents.session_doc(plan.session))
             else:
-                transaction.update(
-                    session_ref,
-                    documents.session_doc(plan.session),
-                    option=self._at(plan.session_version),
-                )
+                option = self._at(plan.session_version)
+                transaction.update(session_ref, documents.session_doc(plan.session), option=option)
             if plan.key is not None:
                 self._complete_key(transaction, plan.key)
 
-        self._transact(write)
+        return self._transact(write)[0].update_time
 
     def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
         """Record a chat as ended and free its consumer, if the chat is still as it was read."""
+        self._transact(lambda transaction: self._write_end(transaction, tenant_id, ended, session))
 
-        def write(transaction: firestore.Transaction) -> None:
-            transaction.update(
-                self._chat_ref(tenant_id, ended.id),
-                {
-                    "status": ended.status,
-                    "ends_at": ended.ends_at,
-                    "chat_duration": ended.chat_duration,
-                },
-                option=self._at(ended.version),
-            )
-            if session is not None:
-                session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
-                transaction.delete(session_ref, option=self._at(session.version))
-
-        self._transact(write)
-
-    def _at(self, version: Any) -> Any:
-        """The precondition: the document is still at ``version``."""
-        return self._db.write_option(last_update_time=version)
+    def _write_end(
+        self, writes: Any, tenant_id: str, ended: Chat, session: ActiveSession | None
+    ) -> None:
+        """Into a transaction or batch: the chat ended as ``ended`` says, the consumer freed."""
+        writes.update(
+            self._chat_ref(tenant_id, ended.id),
+            {
+                "status": ended.status,
+                "ends_at": ended.ends_at,
+                "chat_duration": ended.chat_duration,
+                "fail_reason": ended.fail_reason,
+            },
+            option=self._at(ended.version),
+        )
+        if session is not None:
+            session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
+            writes.delete(session_ref, option=self._at(session.version))

@@ -1,0 +1,131 @@
+"""Messages after their commit: their statuses, carrier ids, the sweeper's queries, transcripts.
+
+A message changes only on the condition that it is still at the version its writer read:
+two writers (a request and the sweeper, two sweepers, a status callback) can never both
+move it on from the same state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from sms.domain import UNSETTLED, ActiveSession, Chat, Message, MessageRef, OptOut
+from sms.repository import documents
+from sms.repository.base import _failures
+from sms.repository.sessions import Sessions
+
+
+class Messages(Sessions):
+    """Messages of every tenant, as the sender, the sweeper and the transcript see them."""
+
+    def _carrier_ref(self, carrier_id: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = self._db.collection("carrier_ids").document(carrier_id)
+        return ref
+
+    def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
+        [snap] = self._get_all([self._message_ref(tenant_id, ref)]).values()
+        return _message_from(snap) if snap.exists else None
+
+    def save_message(self, tenant_id: str, message: Message) -> Message:
+        """Store the message's new state if it is still at its version; it at its new one.
+
+        A carrier id is indexed as it is stored (carrier_ids/{id}), so that the carrier's
+        status reports, which name nothing else, find their message.
+        """
+
+        def write(batch: firestore.WriteBatch) -> None:
+            self._write_state(batch, tenant_id, message)
+            if message.carrier_id is not None:
+                batch.set(
+                    self._carrier_ref(message.carrier_id),
+                    {"tenant": tenant_id, **dataclasses.asdict(message.ref)},
+                )
+
+        [result, *_] = self._batch(write)
+        return dataclasses.replace(message, version=result.update_time)
+
+    def _write_state(self, writes: Any, tenant_id: str, message: Message) -> None:
+        state = documents.message_doc(message)
+        fields = ("status", "carrier_id", "error_code", "status_history", "claimed_at")
+        writes.update(
+            self._message_ref(tenant_id, message.ref),
+            {name: state[name] for name in fields},
+            option=self._at(message.version),
+        )
+
+    def fail_message(
+        self,
+        tenant_id: str,
+        message: Message,
+        ended: Chat | None,
+        mark: ActiveSession | None,
+        opt_out: OptOut | None,
+    ) -> None:
+        """At once: the message failed, its session ended (``ended``, freeing ``mark``), and
+        the consumer's opt-out remembered, each only if still as it was read."""
+
+        def write(batch: firestore.WriteBatch) -> None:
+            self._write_state(batch, tenant_id, message)
+            if ended is not None:
+                self._write_end(batch, tenant_id, ended, mark)
+            if opt_out is not None:
+                batch.set(self._opt_out_ref(tenant_id, opt_out.number), documents.stored(opt_out))
+
+        self._batch(write)
+
+    def carrier_id_owner(self, carrier_id: str) -> tuple[str, MessageRef] | None:
+        """The tenant and message that a carrier's id was stored for, if any."""
+        [index] = self._get_all([self._carrier_ref(carrier_id)]).values()
+        data = index.to_dict() if index.exists else None
+        if not data:
+            return None
+        return data["tenant"], MessageRef(chat_id=data["chat_id"], message_id=data["message_id"])
+
+    def message_by_carrier_id(self, carrier_id: str) -> tuple[str, Message] | None:
+        """The tenant and message the carrier knows by this id, if any."""
+        owner = self.carrier_id_owner(carrier_id)
+        if owner is None:
+            return None
+        message = self.read_message(*owner)
+        return (owner[0], message) if message is not None else None
+
+    def unsettled_messages(
+        self, claimed_before: dt.datetime, limit: int
+    ) -> list[tuple[str, Message]]:
+        """Messages of any tenant still queued or sending, taken last before the given time."""
+        query = (
+            self._db.collection_group("messages")
+            .where(filter=FieldFilter("status", "in", sorted(UNSETTLED)))
+            .where(filter=FieldFilter("claimed_at", "<=", claimed_before))
+            .order_by("claimed_at")
+            .limit(limit)
+        )
+        with _failures():
+            snaps = list(query.stream())
+        # tenants/{tenant}/chats/{chat}/messages/{message}
+        return [
+            (snap.reference.parent.parent.parent.parent.id, _message_from(snap)) for snap in snaps
+        ]
+
+    def messages_page(
+        self, tenant_id: str, chat_id: int, limit: int, after: tuple[dt.datetime, str] | None
+    ) -> list[Message]:
+        """Up to ``limit`` messages of a chat, oldest first, from just after ``after``."""
+        collection = self._chat_ref(tenant_id, chat_id).collection("messages")
+        query = collection.order_by("created_at").order_by("__name__")
+        if after is not None:
+            created_at, message_id = after
+            query = query.start_after(
+                {"created_at": created_at, "__name__": collection.document(message_id)}
+            )
+        with _failures():
+            return [_message_from(snap) for snap in query.limit(limit).stream()]
+
+
+def _message_from(snap: Any) -> Message:
+    return documents.message_from(snap.id, snap.to_dict(), snap.update_time)
