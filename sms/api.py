@@ -333,7 +333,17 @@ def default_api() -> Api:
 
 def handle(request: flask.Request) -> flask.Response:
     """Answer one request of the Cloud Function."""
-    return default_api().handle(request)
+    try:
+        api = default_api()
+    except ValueError as exc:
+        return _misconfigured(exc)
+    return api.handle(request)
+
+
+def _misconfigured(exc: ValueError) -> flask.Response:
+    """A setting the function cannot work with: the operator reads why, the client a 500."""
+    logs.event("ERROR", f"the function cannot start: {exc}")
+    return json_response(500, {"message": "Internal Server Error"})
 
 
 def build_sweeper(config: Settings, store: FirestoreStore, carrier: Carrier) -> Sweeper:
@@ -367,8 +377,12 @@ def handle_sweep(request: flask.Request) -> flask.Response:
         if request.method != "POST":
             response = error_response(errors.MethodNotAllowed(("POST",)))
         else:
-            config = settings()
-            report = sweep_report(build_sweeper(config, *_store_and_carrier()).sweep())
+            try:
+                config = settings()
+                sweeper = build_sweeper(config, *_store_and_carrier())
+            except ValueError as exc:
+                return _misconfigured(exc)
+            report = sweep_report(sweeper.sweep())
             logs.note(outcome="swept", **report["counts"])
             response = json_response(200, report)
     line.write(response.status_code)

@@ -660,3 +660,50 @@ def test_callbacks_race_and_the_message_ends_at_its_furthest_status(
     [message] = transcript(twilio_server, tenant, chat_id)
     assert message["status"] == "delivered"
     assert statuses(message) == ["queued", "sending", "sent", "delivered"]
+
+
+def test_the_sweeper_target_sweeps_on_post_and_refuses_other_methods(
+    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, tmp_path: Path
+) -> None:
+    to = consumer()
+    standin.script(Hold(record="never"))
+    assert post(twilio_server, tenant, to).status_code == 503
+    standin.release()
+    wait_for_the_sweep_age()
+    port = free_port()
+    env = twilio_env(standin, port)
+    with (
+        open(tmp_path / "sweeper.log", "wb") as log,
+        running(port, env, log, target="sms_sweeper") as sweeper,
+    ):
+        refused = requests.get(sweeper.url, timeout=30)
+        answer = requests.post(sweeper.url, timeout=60)
+
+    assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
+    assert answer.status_code == 200
+    report = answer.json()
+    assert settled(report, tenant) == ["delivered"]
+    assert report["counts"]["delivered"] >= 1
+    assert len(standin.sent_to(to)) == 1
+    lines = [json.loads(line) for line in (tmp_path / "sweeper.log").read_text().splitlines()]
+    assert any(
+        line.get("outcome") == "delivered" and line.get("tenant") == tenant.id for line in lines
+    )
+
+
+def test_a_carrier_the_function_cannot_use_answers_500_and_logs_why(
+    standin: TwilioStandIn, tenant: Tenant, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**twilio_env(standin, port), "TWILIO_ACCOUNT_SID": ""}
+    with open(tmp_path / "server.log", "wb") as log, serving(port, env, log) as url:
+        answer = post(url, tenant, consumer())
+
+    assert (answer.status_code, answer.json()) == (500, {"message": "Internal Server Error"})
+    errors = [
+        json.loads(line)
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if line.startswith("{") and '"ERROR"' in line
+    ]
+    assert any("TWILIO_ACCOUNT_SID" in line["message"] for line in errors)
+    assert standin.requests == []
