@@ -7,6 +7,7 @@ one is started for the test run and its whole process group is killed afterwards
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -79,9 +80,28 @@ def emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host = started.host_port
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
-    yield host
+    with _carrier_for_every_test():
+        yield host
     if started is not None:
         started.stop()
+
+
+@contextlib.contextmanager
+def _carrier_for_every_test() -> Iterator[None]:
+    """With SMS_TEST_CARRIER=twilio, every function the tests run sends through Twilio (a
+    stand-in of the session), unless a test configures its carrier itself: the whole suite
+    then shows that sending changes nothing else."""
+    if os.environ.get("SMS_TEST_CARRIER", "log") != "twilio":
+        yield
+        return
+    with TwilioStandIn() as session_standin:
+        os.environ.update(
+            SMS_CARRIER="twilio",
+            TWILIO_ACCOUNT_SID=session_standin.account_sid,
+            TWILIO_AUTH_TOKEN=session_standin.auth_token,
+            TWILIO_API_BASE_URL=session_standin.url,
+        )
+        yield
 
 
 @pytest.fixture(scope="session")

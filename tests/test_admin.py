@@ -277,3 +277,69 @@ def test_the_module_runs_as_a_program_and_explains_itself_at_every_level(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["tenant"] == name
+
+
+def test_opt_outs_are_added_listed_honoured_and_removed(
+    admin: Admin, name: str, app_client: Any
+) -> None:
+    token = configure(admin, name)
+    headers = basic(name, token)
+
+    assert admin("opt-outs", "add", name, "(415) 555-0100")[:2] == (
+        0,
+        {"tenant": name, "opted_out": "+14155550100"},
+    )
+    status, listed, _ = admin("opt-outs", "list", name)
+    assert status == 0
+    [entry] = listed
+    assert (entry["number"], entry["source"], entry["error_code"]) == (
+        "+14155550100",
+        "admin",
+        None,
+    )
+    refused = app_client.post(SMS_PATH, json=SEED_BODY, headers=headers)
+    assert (refused.status_code, refused.get_json()) == (
+        400,
+        {"message": "end_user_number has opted out"},
+    )
+
+    assert admin("opt-outs", "remove", name, "+1 415-555-0100")[:2] == (
+        0,
+        {"tenant": name, "opted_in": "+14155550100"},
+    )
+    assert admin("opt-outs", "list", name)[1] == []
+    assert app_client.post(SMS_PATH, json=SEED_BODY, headers=headers).status_code == 200
+
+
+def test_opt_out_commands_refuse_bad_numbers_and_missing_or_existing_entries(
+    admin: Admin, name: str, db: firestore.Client
+) -> None:
+    configure(admin, name)
+    before = count_documents(db, name)
+
+    assert admin("opt-outs", "add", name, "12345")[0] == 2
+    assert admin("opt-outs", "add", name, "+82 10-1234-5678")[0] == 2  # foreign for this tenant
+    assert admin("opt-outs", "remove", name, "+14155550100")[0] == 1  # not opted out
+    assert admin("opt-outs", "list", "nosuchtenant")[0] == 1
+    assert count_documents(db, name) == before
+    assert admin("opt-outs", "add", name, "+14155550100")[0] == 0
+    status, _, err = admin("opt-outs", "add", name, "+14155550100")
+    assert status == 1
+    assert "exists already" in err
+
+
+def test_a_sweep_with_nothing_to_settle_reports_nothing(admin: Admin) -> None:
+    status, report, _ = admin("sweep")
+
+    assert status == 0
+    assert set(report) == {"counts", "settled"}
+    assert set(report["counts"]) == {"delivered", "failed", "pending", "taken"}
+
+
+def test_a_sweep_refuses_a_carrier_it_does_not_know(admin: Admin) -> None:
+    os.environ["SMS_CARRIER"] = "carrier-pigeon"
+
+    status, _, err = admin("sweep")
+
+    assert status == 2
+    assert "SMS_CARRIER must be one of log, twilio" in err
