@@ -2,21 +2,26 @@
 
 The document is checked on its own (openapi-spec-validator; its examples against its schemas;
 its error texts against sms/errors.py), then against live answers: every request here goes
-over real HTTP to the function served by functions-framework (the `server` fixture), and each
-request/response pair is validated with openapi-core. Answers that belong to no operation (an
-unknown path, a method a path does not have) are validated against the document's
-`components/responses` entry for them.
+over real HTTP to the function served by functions-framework (the `server` fixture, with the
+`log` carrier; `twilio_server`, with SMS_CARRIER=twilio against the stand-in for Twilio, for
+refused sends and Twilio's signed status callbacks), and each request/response pair is
+validated with openapi-core. Answers that belong to no operation (an unknown path, a method a
+path does not have) are validated against the document's `components/responses` entry for
+them.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import datetime as dt
 import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import pytest
@@ -28,8 +33,9 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator import validate as validate_spec
+from twilio_standin import Hold, Refuse, TwilioStandIn, sign
 
-from conftest import CHAT_KEYS, PROJECT, ROOT, SEED_BODY, SMS_PATH, basic
+from conftest import CHAT_KEYS, PROJECT, ROOT, SEED_BODY, SMS_PATH, basic, twilio_env
 from sms import errors, idempotency
 from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
@@ -40,14 +46,21 @@ SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
 OPENAPI = OpenAPI.from_file_path(str(DOCUMENT_PATH))
 CHATS = "/apps/api/v1/chats"
 CHAT_TEMPLATE = "/apps/api/v1/chats/{id}"
+TRANSCRIPT_TEMPLATE = "/apps/api/v1/chats/{id}/messages"
+STATUS_PATH = "/apps/api/v1/sms/status"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 REPLAYED = "Idempotent-Replayed"
 FINISH = {"status": "finished"}
 SMS_ON = {"sms_enabled": True, "outbound_sms_enabled": True}
 LIMIT = 64 * 1024
 TIMEOUT = 30
+NOT_SENT = {"message": "SMS could not be sent"}
 
-# SPEC section 5: the chat document's keys, in their order.
+# SPEC section 10.5: a transcript message's keys, in their order.
+MESSAGE_KEYS = [
+    "id", "chat_id", "direction", "from", "to", "text", "agent_id", "encoding", "segments",
+    "status", "carrier_id", "error_code", "created_at", "status_history",
+]  # fmt: skip
 
 
 # ---- reading the document ---------------------------------------------------------------
@@ -146,6 +159,14 @@ def assert_conforms(response: requests.Response) -> None:
     )
 
 
+def assert_conforms_without_body(response: requests.Response) -> None:
+    """An answer with no body (the webhook's 204) is one the document gives, and has none."""
+    assert response.content == b""
+    OPENAPI.validate_response(
+        RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response)
+    )
+
+
 def assert_conforms_to_component(response: requests.Response, name: str) -> None:
     """The answer matches `#/components/responses/{name}`: body, type and every header."""
     documented = SPEC["components"]["responses"][name]
@@ -215,10 +236,47 @@ def chat(server: str, tenant: Any) -> Callable[..., requests.Response]:
     return send
 
 
+@pytest.fixture
+def transcript(server: str, tenant: Any) -> Callable[..., requests.Response]:
+    """GET /apps/api/v1/chats/{id}/messages of the served function, as `tenant`."""
+
+    def send(chat_id: Any, query: str = "", **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("headers", tenant.headers)
+        path = f"{CHATS}/{chat_id}/messages" + (f"?{query}" if query else "")
+        return call(kwargs.pop("base", server), "GET", path, **kwargs)
+
+    return send
+
+
 def opened(response: requests.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert_conforms(response)
     return response.json()
+
+
+def page(response: requests.Response) -> dict[str, Any]:
+    """A transcript page that conforms, its messages' keys in the documented order."""
+    assert response.status_code == 200, response.text
+    assert request_errors(response) == []
+    assert_conforms(response)
+    body = response.json()
+    assert list(body) == ["messages", "next_page_token"]
+    for message in body["messages"]:
+        assert list(message) == MESSAGE_KEYS
+    return body
+
+
+def statuses(message: dict[str, Any]) -> list[str]:
+    return [change["status"] for change in message["status_history"]]
+
+
+def signed_post(
+    base: str, form: dict[str, str], auth_token: str, *, signature: str | None = None
+) -> requests.Response:
+    """POST a form to the status webhook, signed as Twilio signs it (or with `signature`)."""
+    url = base + STATUS_PATH
+    headers = {"X-Twilio-Signature": signature or sign(url, form, auth_token)}
+    return requests.post(url, data=form, headers=headers, timeout=TIMEOUT)
 
 
 # ---- the document itself ----------------------------------------------------------------
@@ -238,16 +296,45 @@ def test_the_validator_refuses_a_broken_copy_of_the_document() -> None:
 
 def test_it_documents_exactly_the_routes_of_the_function() -> None:
     routes = {(path, method) for path, method, _ in every_operation()}
-    assert routes == {(SMS_PATH, "post"), (CHAT_TEMPLATE, "get"), (CHAT_TEMPLATE, "patch")}
+    assert routes == {
+        (SMS_PATH, "post"),
+        (STATUS_PATH, "post"),
+        (CHAT_TEMPLATE, "get"),
+        (CHAT_TEMPLATE, "patch"),
+        (TRANSCRIPT_TEMPLATE, "get"),
+    }
 
 
-def test_every_operation_requires_http_basic() -> None:
+def test_every_operation_but_the_webhook_requires_http_basic() -> None:
     scheme = SPEC["components"]["securitySchemes"]["tenantBasic"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
     assert "subdomain" in scheme["description"]
     assert "token" in scheme["description"]
     assert SPEC["security"] == [{"tenantBasic": []}]
-    assert all("security" not in op for _, _, op in every_operation())
+    overriding = {(path, method) for path, method, op in every_operation() if "security" in op}
+    assert overriding == {(STATUS_PATH, "post")}
+
+
+def test_the_webhook_requires_twilios_signature_instead() -> None:
+    assert operation(STATUS_PATH, "post")["security"] == [{"twilioSignature": []}]
+    scheme = SPEC["components"]["securitySchemes"]["twilioSignature"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == (
+        "apiKey",
+        "header",
+        "X-Twilio-Signature",
+    )
+    for words in ("HMAC-SHA1", "TWILIO_AUTH_TOKEN", "{SMS_PUBLIC_BASE_URL}" + STATUS_PATH):
+        assert words in scheme["description"], words
+    body = resolve(operation(STATUS_PATH, "post")["requestBody"])
+    assert list(body["content"]) == ["application/x-www-form-urlencoded"]
+    form = resolve(body["content"]["application/x-www-form-urlencoded"]["schema"])
+    assert form["required"] == ["MessageSid", "MessageStatus"]
+    assert {"ErrorCode", "AccountSid", "From", "To", "SmsSid", "SmsStatus"} <= set(
+        form["properties"]
+    )
+    assert schema_errors(form, {"MessageSid": "SM1", "MessageStatus": "sent", "Extra": "x"}) == []
+    assert schema_errors(form, {"MessageSid": " ", "MessageStatus": "sent"}) != []
+    assert list(documented_response(STATUS_PATH, "post", 204)) == ["description"]  # no body
 
 
 @pytest.mark.parametrize(("where", "schema", "value"), list(every_example()))
@@ -286,6 +373,68 @@ def test_the_schema_refuses_what_spec_section_9_changed_from_the_seed() -> None:
     assert schema_errors(chat_schema, {k: v for k, v in selecting.items() if k != "rating"})
 
 
+def test_the_chat_schema_ties_a_failed_status_to_its_reason() -> None:
+    chat_schema = {"$ref": "#/components/schemas/Chat"}
+    failed = resolve(SPEC["components"]["examples"]["ChatFailed"])["value"]
+    assert schema_errors(chat_schema, failed) == []
+    assert schema_errors(chat_schema, {**failed, "fail_reason": "unknown"}) == []
+    for reason in (None, "nothing", "carrier"):
+        assert schema_errors(chat_schema, {**failed, "fail_reason": reason}) != [], reason
+    assert schema_errors(chat_schema, {**failed, "ends_at": None}) != []
+    ended = resolve(SPEC["components"]["examples"]["ChatEnded"])["value"]
+    assert schema_errors(chat_schema, {**ended, "fail_reason": "unknown"}) != []
+
+
+def test_the_message_schema_lists_the_spec_keys_in_order() -> None:
+    schema = SPEC["components"]["schemas"]["Message"]
+    assert list(schema["properties"]) == MESSAGE_KEYS
+    assert schema["required"] == MESSAGE_KEYS
+    assert schema["additionalProperties"] is False
+    status = resolve(schema["properties"]["status"])
+    assert status["enum"] == [
+        "queued", "sending", "sent", "delivered", "undelivered", "failed", "received",
+    ]  # fmt: skip
+    assert resolve(schema["properties"]["encoding"])["enum"] == ["GSM-7", "UCS-2"]
+    page_schema = SPEC["components"]["schemas"]["MessagePage"]
+    assert list(page_schema["properties"]) == page_schema["required"]
+    assert page_schema["required"] == ["messages", "next_page_token"]
+    message_schema = {"$ref": "#/components/schemas/Message"}
+    example = resolve(SPEC["components"]["examples"]["TranscriptDelivered"])["value"]
+    [delivered] = example["messages"]
+    assert schema_errors(message_schema, delivered) == []
+    for wrong in (
+        {"direction": "inbound"},  # an inbound message is "received", with no agent
+        {"status": "received"},
+        {"segments": 0},
+        {"encoding": "UTF-8"},
+        {"status_history": []},
+        {"error_code": 21610},
+    ):
+        assert schema_errors(message_schema, {**delivered, **wrong}) != [], wrong
+    reply = {**delivered, "direction": "inbound", "status": "received", "agent_id": None}
+    assert schema_errors(message_schema, reply) == []
+
+
+def test_the_transcript_query_states_its_rules() -> None:
+    parameters = {p["name"]: p for p in operation(TRANSCRIPT_TEMPLATE, "get")["parameters"]}
+    assert set(parameters) == {"limit", "page_token"}
+    limit = parameters["limit"]
+    assert (limit["in"], limit["required"]) == ("query", False)
+    schema = limit["schema"]
+    assert (schema["type"], schema["minimum"], schema["maximum"], schema["default"]) == (
+        "integer",
+        1,
+        200,
+        100,
+    )
+    assert (parameters["page_token"]["in"], parameters["page_token"]["required"]) == (
+        "query",
+        False,
+    )
+    path_parameters = [resolve(p) for p in SPEC["paths"][TRANSCRIPT_TEMPLATE]["parameters"]]
+    assert path_parameters == [SPEC["components"]["parameters"]["ChatId"]]
+
+
 def test_the_chat_document_schema_lists_the_spec_keys_in_order() -> None:
     schema = SPEC["components"]["schemas"]["Chat"]
     assert list(schema["properties"]) == CHAT_KEYS
@@ -320,7 +469,12 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (SMS_PATH, "post", 409): {errors.IDEMPOTENCY_KEY_IN_PROGRESS},
     (SMS_PATH, "post", 413): {errors.PayloadTooLarge.message},
     (SMS_PATH, "post", 422): {errors.IDEMPOTENCY_KEY_REUSED},
+    (SMS_PATH, "post", 502): {errors.SMS_NOT_SENT},
     (SMS_PATH, "post", 503): {errors.ServiceUnavailable.message},
+    (STATUS_PATH, "post", 400): {"MessageSid is required", "MessageStatus is required"},
+    (STATUS_PATH, "post", 403): {errors.Forbidden.message},
+    (STATUS_PATH, "post", 413): {errors.PayloadTooLarge.message},
+    (STATUS_PATH, "post", 503): {errors.ServiceUnavailable.message},
     (CHAT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "get", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
@@ -330,6 +484,11 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (CHAT_TEMPLATE, "patch", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "patch", 413): {errors.PayloadTooLarge.message},
     (CHAT_TEMPLATE, "patch", 503): {errors.ServiceUnavailable.message},
+    (TRANSCRIPT_TEMPLATE, "get", 400): {errors.LIMIT_INVALID, errors.PAGE_TOKEN_INVALID},
+    (TRANSCRIPT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
+    (TRANSCRIPT_TEMPLATE, "get", 404): {errors.NotFound.message},
+    (TRANSCRIPT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
+    (TRANSCRIPT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
 }
 
 
@@ -341,7 +500,7 @@ def test_each_error_answer_lists_exactly_its_texts() -> None:
         if not status.startswith("2")
     }
     assert documented == set(ERROR_TEXTS)
-    assert len(ERROR_TEXTS[SMS_PATH, "post", 400]) == 18
+    assert len(ERROR_TEXTS[SMS_PATH, "post", 400]) == 19
     for (path, method, status), texts in ERROR_TEXTS.items():
         listed = message_enum(documented_response(path, method, status))
         assert sorted(listed) == sorted(texts), (method, path, status)
@@ -350,8 +509,39 @@ def test_each_error_answer_lists_exactly_its_texts() -> None:
     assert message_enum(components["MethodNotAllowed"]) == [errors.MethodNotAllowed.message]
 
 
+def test_the_400_table_follows_the_order_of_precedence() -> None:
+    """The texts of POST /apps/api/v1/sms's 400 come in the order sms/errors.py checks them,
+    in the table, in the schema's enum, and with the opted-out text right after row 13."""
+    described = documented_response(SMS_PATH, "post", 400)["description"]
+    rows = re.findall(r"^\| [^|]+ \| .+ \| `(.+)` \|$", described, flags=re.MULTILINE)
+    assert rows == [errors.IDEMPOTENCY_KEY_INVALID, *errors.PRECEDENCE]
+    enum = message_enum(documented_response(SMS_PATH, "post", 400))
+    assert enum == [errors.IDEMPOTENCY_KEY_INVALID, *errors.PRECEDENCE]
+    assert enum.index(errors.OPTED_OUT) == enum.index(errors.MESSAGE_TOO_LONG) + 1
+
+
+def _raised_texts() -> set[str]:
+    """The texts written out where sms/ raises an error of sms/errors.py with a literal
+    message (`errors.BadRequest("...")`) instead of one of its constants."""
+    texts = set()
+    for source in sorted((ROOT / "sms").rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "errors"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                texts.add(node.args[0].value)
+    return texts
+
+
 def _code_texts() -> set[str]:
-    """Every error text sms/errors.py defines: its constants and its classes' own messages."""
+    """Every error text the code answers with: sms/errors.py's constants and its classes' own
+    messages, and the texts raised as literals elsewhere (the webhook's)."""
     texts = {
         value for name, value in vars(errors).items() if name.isupper() and isinstance(value, str)
     }
@@ -361,7 +551,7 @@ def _code_texts() -> set[str]:
         classes.extend(cls.__subclasses__())
         if "message" in vars(cls) and cls is not errors.ApiError:
             texts.add(vars(cls)["message"])
-    return texts
+    return texts | _raised_texts()
 
 
 def _document_texts() -> set[str]:
@@ -378,7 +568,8 @@ def _document_texts() -> set[str]:
 
 def test_every_error_text_of_the_code_is_in_the_document_and_no_other() -> None:
     code = _code_texts()
-    assert len(code) >= 27
+    assert len(code) >= 34
+    assert {"MessageSid is required", "MessageStatus is required"} <= code
     yaml_text = DOCUMENT_PATH.read_text(encoding="utf-8")
     assert sorted(text for text in code if text not in yaml_text) == []
     assert _document_texts() == code
@@ -398,9 +589,12 @@ def test_the_headers_of_the_contract_are_documented() -> None:
     assert schema_errors(key_schema, "a" * 255) == []
     for bad in ("", "a" * 256, "has space", "caf\u00e9"):
         assert schema_errors(key_schema, bad) != [], bad
-    for status in (200, 400):
+    for status in (200, 400, 502):
         replayed = resolve(documented_response(SMS_PATH, "post", status)["headers"][REPLAYED])
         assert replayed["schema"]["enum"] == ["true"]
+    for path, method in ((SMS_PATH, "post"), (CHAT_TEMPLATE, "get"), (STATUS_PATH, "post")):
+        unavailable = documented_response(path, method, 503)
+        assert resolve(unavailable["headers"]["Retry-After"])["required"] is True, path
     required = {
         "Unauthorized": "WWW-Authenticate",
         "MethodNotAllowed": "Allow",
@@ -497,6 +691,45 @@ def test_get_and_patch_answers_conform(
     assert document["ends_at"] is not None
     assert [p["ended_at"] for p in document["participants"]] == [document["ends_at"]] * 2
     assert_conforms(chat("GET", created["id"]))
+
+
+def test_transcript_pages_conform_and_their_tokens_lead_through_it(
+    post: Callable[..., requests.Response], transcript: Callable[..., requests.Response]
+) -> None:
+    created = opened(post({**SEED_BODY, "agentId": 1}))
+    opened(post({**SEED_BODY, "agentId": 1, "message": "Olá! 😀 On its way."}))  # on behalf
+
+    whole = page(transcript(created["id"]))
+    assert whole["next_page_token"] is None
+    first, second = whole["messages"]
+    assert [m["text"] for m in (first, second)] == ["lorem ipsum", "Olá! 😀 On its way."]
+    for message in (first, second):
+        assert (message["chat_id"], message["direction"], message["agent_id"]) == (
+            created["id"],
+            "outbound",
+            1,
+        )
+        assert (message["from"], message["to"]) == ("+16285550199", "+14155550100")
+        assert (message["status"], statuses(message)) == ("sent", ["queued", "sending", "sent"])
+        assert message["carrier_id"] is not None
+        assert message["error_code"] is None
+    assert (first["encoding"], second["encoding"]) == ("GSM-7", "UCS-2")
+
+    one = page(transcript(created["id"], "limit=1"))
+    assert one["messages"] == [first]
+    token = one["next_page_token"]
+    assert isinstance(token, str)
+    rest = page(transcript(created["id"], f"limit=200&page_token={token}"))
+    assert rest == {"messages": [second], "next_page_token": None}
+
+
+def test_a_page_that_holds_the_last_message_names_no_next_page(
+    post: Callable[..., requests.Response], transcript: Callable[..., requests.Response]
+) -> None:
+    chat_id = opened(post())["id"]
+    only = page(transcript(chat_id, "limit=1"))
+    assert [m["agent_id"] for m in only["messages"]] == [None]
+    assert only["next_page_token"] is None
 
 
 # ---- live answers: 400 ------------------------------------------------------------------
@@ -616,6 +849,42 @@ def test_both_patch_400s_conform(
     assert_conforms(again)
 
 
+class BadQuery(NamedTuple):
+    query: str
+    text: str  # the expected message
+    schema_refuses: bool  # whether the document's parameters can tell the query is wrong
+
+
+BAD_QUERIES = [
+    BadQuery("limit=0", errors.LIMIT_INVALID, True),
+    BadQuery("limit=201", errors.LIMIT_INVALID, True),
+    BadQuery("limit=-1", errors.LIMIT_INVALID, True),
+    BadQuery("limit=ten", errors.LIMIT_INVALID, True),
+    BadQuery("limit=1.5", errors.LIMIT_INVALID, True),
+    BadQuery("limit=", errors.LIMIT_INVALID, False),  # openapi-core reads "" as no value
+    BadQuery("limit=0&page_token=bad", errors.LIMIT_INVALID, True),  # limit is checked first
+    BadQuery("page_token=bad", errors.PAGE_TOKEN_INVALID, False),
+    BadQuery("page_token=MTIzLjQ1Ng%3D%3D", errors.PAGE_TOKEN_INVALID, False),  # padded
+    BadQuery("limit=5&page_token=%E2%82%AC", errors.PAGE_TOKEN_INVALID, False),
+    BadQuery("page_token=", errors.PAGE_TOKEN_INVALID, False),  # the same
+]
+
+
+@pytest.mark.parametrize("case", BAD_QUERIES, ids=[case.query for case in BAD_QUERIES])
+@pytest.mark.parametrize("which", ["own", "unknown"])
+def test_each_transcript_400_conforms_before_the_chat_is_looked_up(
+    post: Callable[..., requests.Response],
+    transcript: Callable[..., requests.Response],
+    case: BadQuery,
+    which: str,
+) -> None:
+    chat_id = opened(post())["id"] + (1000 if which == "unknown" else 0)
+    response = transcript(chat_id, case.query)
+    assert error_of(response) == (400, {"message": case.text})
+    assert_conforms(response)
+    assert bool(request_errors(response)) is case.schema_refuses, request_errors(response)
+
+
 # ---- live answers: 401, 404, 405, 409, 413, 422 -----------------------------------------
 
 
@@ -630,7 +899,7 @@ def test_both_patch_400s_conform(
     ],
     ids=["none", "bearer", "malformed", "wrong_token", "unknown_tenant"],
 )
-@pytest.mark.parametrize("route", ["post", "get", "patch"])
+@pytest.mark.parametrize("route", ["post", "get", "patch", "transcript"])
 def test_401_conforms_on_every_route(
     server: str, post: Callable[..., requests.Response], tenant: Any, credentials: Any, route: str
 ) -> None:
@@ -643,6 +912,7 @@ def test_401_conforms_on_every_route(
         "post": ("POST", SMS_PATH, {**SEED_BODY, "end_user_number": "+1 415-555-0101"}),
         "get": ("GET", f"{CHATS}/{chat_id}", None),
         "patch": ("PATCH", f"{CHATS}/{chat_id}", FINISH),
+        "transcript": ("GET", f"{CHATS}/{chat_id}/messages?limit=0", None),  # 401 comes first
     }[route]
     response = call(server, method, path, body, headers=credentials)
     assert error_of(response) == (401, {"message": "Unauthorized"})
@@ -650,12 +920,14 @@ def test_401_conforms_on_every_route(
     assert_conforms(response)
     # The document requires HTTP Basic: a request without it breaks the document too.
     without_basic = not response.request.headers.get("Authorization", "").startswith("Basic ")
-    assert bool(request_errors(response)) is without_basic
+    # (The transcript's limit=0 breaks it as well: the 401 still comes first.)
+    assert bool(request_errors(response)) is (without_basic or route == "transcript")
 
 
 def test_404_of_an_unknown_or_foreign_chat_conforms(
     post: Callable[..., requests.Response],
     chat: Callable[..., requests.Response],
+    transcript: Callable[..., requests.Response],
     make_tenant: Callable[..., Any],
 ) -> None:
     chat_id = opened(post())["id"]
@@ -663,8 +935,11 @@ def test_404_of_an_unknown_or_foreign_chat_conforms(
     answers = [
         chat("GET", chat_id + 1000),
         chat("PATCH", chat_id + 1000, FINISH),
+        transcript(chat_id + 1000),
+        transcript(chat_id + 1000, "limit=5"),
         chat("GET", chat_id, headers=stranger.headers),
         chat("PATCH", chat_id, FINISH, headers=stranger.headers),
+        transcript(chat_id, headers=stranger.headers),
     ]
     for response in answers:
         assert error_of(response) == (404, {"message": "Not Found"})
@@ -676,7 +951,10 @@ def test_404_of_an_unknown_or_foreign_chat_conforms(
     [
         ("GET", "/"),
         ("POST", "/apps/api/v1/sms/status/x"),
+        ("POST", "/apps/api/v1/sms/inbound/x"),
         ("GET", "/apps/api/v1/chats"),
+        ("GET", "/apps/api/v1/chats/1/messages/x"),
+        ("GET", "/apps/api/v1/chats/0/messages"),
         ("GET", "/apps/api/v1/chats/abc"),
         ("PATCH", "/apps/api/v1/chats/0"),
         ("DELETE", "/apps/api/v2/sms"),
@@ -700,6 +978,11 @@ def test_404_of_an_undocumented_path_conforms(
         ("PUT", f"{CHATS}/1", CHAT_TEMPLATE),
         ("DELETE", f"{CHATS}/1", CHAT_TEMPLATE),
         ("OPTIONS", f"{CHATS}/1", CHAT_TEMPLATE),
+        ("POST", f"{CHATS}/1/messages", TRANSCRIPT_TEMPLATE),
+        ("PATCH", f"{CHATS}/1/messages/", TRANSCRIPT_TEMPLATE),
+        ("DELETE", f"{CHATS}/1/messages", TRANSCRIPT_TEMPLATE),
+        ("GET", STATUS_PATH, STATUS_PATH),
+        ("PUT", STATUS_PATH + "/", STATUS_PATH),
     ],
 )
 def test_405_conforms_and_allow_names_the_documented_methods(
@@ -737,12 +1020,33 @@ def test_409_conforms(
 
 
 def test_413_conforms(
-    post: Callable[..., requests.Response], chat: Callable[..., requests.Response]
+    server: str,
+    post: Callable[..., requests.Response],
+    chat: Callable[..., requests.Response],
+    transcript: Callable[..., requests.Response],
 ) -> None:
     padding = LIMIT - len(json.dumps({**SEED_BODY, "pad": ""}).encode()) + 1
     data = json.dumps({**SEED_BODY, "pad": "p" * padding}).encode()
     assert len(data) == LIMIT + 1
-    for response in (post(data=data), chat("PATCH", 1, data=data), chat("GET", 1, data=data)):
+    form = b"MessageSid=SM1&MessageStatus=sent&Pad=" + b"p" * LIMIT
+    webhook = call(
+        server,
+        "POST",
+        STATUS_PATH,
+        data=form,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": "unchecked",  # the size is checked before the signature
+        },
+    )
+    answers = (
+        post(data=data),
+        chat("PATCH", 1, data=data),
+        chat("GET", 1, data=data),
+        transcript(1, data=data),
+        webhook,
+    )
+    for response in answers:
         assert error_of(response) == (413, {"message": "request body is too large"})
         assert_conforms(response)
 
@@ -753,6 +1057,239 @@ def test_422_conforms(post: Callable[..., requests.Response]) -> None:
     assert error_of(response) == (422, {"message": errors.IDEMPOTENCY_KEY_REUSED})
     assert request_errors(response) == []
     assert_conforms(response)
+
+
+# ---- live answers: sending through Twilio (502, 409, 503) -------------------------------
+
+
+@pytest.fixture
+def twilio(standin: TwilioStandIn) -> Iterator[TwilioStandIn]:
+    """The stand-in for Twilio, with nothing stored, scripted or held before or after."""
+    standin.reset()
+    yield standin
+    standin.release()
+    standin.reset()
+
+
+def twilio_post(
+    base: str, tenant: Any, key: str | None = None, **changes: Any
+) -> requests.Response:
+    headers = {**tenant.headers, **({"Idempotency-Key": key} if key else {})}
+    return call(base, "POST", SMS_PATH, {**SEED_BODY, **changes}, headers=headers)
+
+
+def twilio_transcript(base: str, tenant: Any, chat_id: int) -> list[dict[str, Any]]:
+    return list(
+        page(call(base, "GET", f"{CHATS}/{chat_id}/messages", headers=tenant.headers))["messages"]
+    )
+
+
+def only_chat_id(db: firestore.Client, tenant: Any) -> int:
+    [stored] = db.collection(f"tenants/{tenant.id}/chats").stream()
+    return int(stored.get("id"))
+
+
+def test_a_502_conforms_and_is_replayed_and_the_failed_chat_and_transcript_conform(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any, db: firestore.Client
+) -> None:
+    twilio.script(Refuse(21610))
+    first = twilio_post(twilio_server, tenant, key="opted-out", agentId=1)
+    assert error_of(first) == (502, NOT_SENT)
+    assert REPLAYED not in first.headers
+    assert request_errors(first) == []
+    assert_conforms(first)
+
+    again = twilio_post(twilio_server, tenant, key="opted-out", agentId=1)
+    assert (again.status_code, again.content) == (502, first.content)
+    assert again.headers[REPLAYED] == "true"
+    assert_conforms(again)
+    assert len([r for r in twilio.requests if r.method == "POST"]) == 1
+
+    chat_id = only_chat_id(db, tenant)
+    read = call(twilio_server, "GET", f"{CHATS}/{chat_id}", headers=tenant.headers)
+    failed = opened(read)
+    assert (failed["status"], failed["fail_reason"]) == ("failed", "end_user_opt_out")
+    assert failed["ends_at"] is not None
+    assert failed["agent_info"] == {"id": 1, **DEMO_AGENT}
+    [message] = twilio_transcript(twilio_server, tenant, chat_id)
+    assert (message["status"], message["carrier_id"], message["error_code"]) == (
+        "failed",
+        None,
+        "21610",
+    )
+    assert statuses(message) == ["queued", "sending", "failed"]
+
+    refused = twilio_post(twilio_server, tenant)
+    assert error_of(refused) == (400, {"message": errors.OPTED_OUT})
+    assert request_errors(refused) == []  # the document cannot tell from the request alone
+    assert_conforms(refused)
+    assert len([r for r in twilio.requests if r.method == "POST"]) == 1
+
+
+def test_a_502_for_any_other_refusal_shows_fail_reason_unknown(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any, db: firestore.Client
+) -> None:
+    twilio.script(Refuse(21211))
+    answer = twilio_post(twilio_server, tenant)
+    assert error_of(answer) == (502, NOT_SENT)
+    assert_conforms(answer)
+    chat_id = only_chat_id(db, tenant)
+    failed = opened(call(twilio_server, "GET", f"{CHATS}/{chat_id}", headers=tenant.headers))
+    assert (failed["status"], failed["fail_reason"]) == ("failed", "unknown")
+    [message] = twilio_transcript(twilio_server, tenant, chat_id)
+    assert (message["status"], message["error_code"]) == ("failed", "21211")
+    opened(twilio_post(twilio_server, tenant))  # not an opt-out: the consumer may be texted
+
+
+def test_a_409_while_the_first_request_is_still_sending_conforms(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any
+) -> None:
+    twilio.script(Hold(record="before"))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(twilio_post, twilio_server, tenant, "held-send")
+        assert twilio.holding.wait(10)
+        during = twilio_post(twilio_server, tenant, key="held-send")
+        twilio.release()
+        done = first.result()
+    assert error_of(during) == (409, {"message": errors.IDEMPOTENCY_KEY_IN_PROGRESS})
+    assert int(during.headers["Retry-After"]) >= 1
+    assert request_errors(during) == []
+    assert_conforms(during)
+    opened(done)
+
+
+def test_a_503_of_an_unsettled_send_conforms_and_its_retry_answers_the_200(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any, db: firestore.Client
+) -> None:
+    twilio.script(Hold(record="after"))
+    first = twilio_post(twilio_server, tenant, key="unsettled")
+    assert error_of(first) == (503, {"message": errors.ServiceUnavailable.message})
+    assert int(first.headers["Retry-After"]) >= 1
+    assert_conforms(first)
+    chat_id = only_chat_id(db, tenant)
+    [message] = twilio_transcript(twilio_server, tenant, chat_id)
+    assert (message["status"], message["carrier_id"]) == ("sending", None)
+    twilio.release()  # Twilio finishes the create it held: the SMS went out after all
+
+    retry = twilio_post(twilio_server, tenant, key="unsettled")
+    deadline = time.monotonic() + 30
+    while retry.status_code in (409, 503) and time.monotonic() < deadline:
+        assert_conforms(retry)  # the first request's hold on the key has not passed yet
+        time.sleep(min(int(retry.headers["Retry-After"]), 2))
+        retry = twilio_post(twilio_server, tenant, key="unsettled")
+    assert opened(retry)["id"] == chat_id
+    assert retry.headers[REPLAYED] == "true"
+    [message] = twilio_transcript(twilio_server, tenant, chat_id)
+    assert message["status"] == "sent"
+    assert len(twilio.sent_to("+14155550100")) == 1
+
+
+# ---- live answers: Twilio's status callback ---------------------------------------------
+
+
+def sent_sid(base: str, twilio: TwilioStandIn, tenant: Any) -> tuple[str, int]:
+    """Send one SMS through the stand-in; its Twilio sid and its chat id."""
+    chat_id = opened(twilio_post(base, tenant))["id"]
+    [sms] = twilio.sent_to("+14155550100")
+    return sms["sid"], chat_id
+
+
+class Callback(NamedTuple):
+    status: str  # Twilio's MessageStatus
+    error_code: int | None
+    stored: str  # the message's status afterwards
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Callback("delivered", None, "delivered"),
+        Callback("read", None, "delivered"),
+        Callback("undelivered", 30003, "undelivered"),
+    ],
+    ids=["delivered", "read", "undelivered"],
+)
+def test_a_signed_status_callback_answers_204_as_documented(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any, case: Callback
+) -> None:
+    sid, chat_id = sent_sid(twilio_server, twilio, tenant)
+    answer = twilio.status_callback(sid, case.status, error_code=case.error_code)
+    assert answer.status_code == 204
+    assert request_errors(answer) == []
+    assert_conforms_without_body(answer)
+    [message] = twilio_transcript(twilio_server, tenant, chat_id)
+    assert (message["status"], statuses(message)[-1]) == (case.stored, case.stored)
+    assert message["error_code"] == (str(case.error_code) if case.error_code else None)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"},  # a message unknown here
+        {"MessageSid": "SM" + "e" * 32, "MessageStatus": "receiving", "ErrorCode": ""},
+    ],
+    ids=["unknown_sid", "ignored_status"],
+)
+def test_a_callback_that_changes_nothing_answers_204_too(
+    twilio_server: str, twilio: TwilioStandIn, form: dict[str, str]
+) -> None:
+    answer = signed_post(twilio_server, form, twilio.auth_token)
+    assert answer.status_code == 204
+    assert request_errors(answer) == []
+    assert_conforms_without_body(answer)
+
+
+@pytest.mark.parametrize(
+    ("form", "text", "schema_refuses"),
+    [
+        ({"MessageStatus": "delivered"}, "MessageSid is required", True),
+        ({"MessageSid": "  ", "MessageStatus": "delivered"}, "MessageSid is required", True),
+        ({"MessageSid": "SM" + "f" * 32}, "MessageStatus is required", True),
+        ({"MessageSid": "SM" + "f" * 32, "MessageStatus": ""}, "MessageStatus is required", True),
+        ({"AccountSid": "AC" + "0" * 32}, "MessageSid is required", True),
+    ],
+    ids=["no_sid", "blank_sid", "no_status", "empty_status", "neither"],
+)
+def test_each_webhook_400_conforms(
+    twilio_server: str,
+    twilio: TwilioStandIn,
+    form: dict[str, str],
+    text: str,
+    schema_refuses: bool,
+) -> None:
+    answer = signed_post(twilio_server, form, twilio.auth_token)
+    assert error_of(answer) == (400, {"message": text})
+    assert_conforms(answer)
+    assert bool(request_errors(answer)) is schema_refuses, request_errors(answer)
+
+
+@pytest.mark.parametrize("signature", [None, "", "forged", "other-token", "other-url"])
+def test_a_webhook_403_conforms_and_changes_nothing(
+    twilio_server: str, twilio: TwilioStandIn, tenant: Any, signature: str | None
+) -> None:
+    sid, chat_id = sent_sid(twilio_server, twilio, tenant)
+    url = twilio_server + STATUS_PATH
+    form = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "30008"}
+    if signature == "other-token":
+        signature = sign(url, form, "not-the-auth-token")
+    elif signature == "other-url":
+        signature = sign("https://elsewhere.example.com" + STATUS_PATH, form, twilio.auth_token)
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    answer = requests.post(url, data=form, headers=headers, timeout=TIMEOUT)
+    assert error_of(answer) == (403, {"message": "Forbidden"})
+    assert_conforms(answer)
+    # The document requires the signature header: a request without one breaks it too.
+    assert bool(request_errors(answer)) is (signature is None)
+    assert twilio_transcript(twilio_server, tenant, chat_id)[0]["status"] == "sent"
+
+
+def test_the_webhook_of_a_function_not_set_up_for_twilio_answers_403(
+    server: str, twilio: TwilioStandIn
+) -> None:
+    form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
+    answer = signed_post(server, form, twilio.auth_token)
+    assert error_of(answer) == (403, {"message": "Forbidden"})
+    assert_conforms(answer)
 
 
 # ---- live answers: 503 ------------------------------------------------------------------
@@ -777,11 +1314,47 @@ def server_without_firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("POST", SMS_PATH, SEED_BODY), ("GET", f"{CHATS}/1", None), ("PATCH", f"{CHATS}/1", FINISH)],
+    [
+        ("POST", SMS_PATH, SEED_BODY),
+        ("GET", f"{CHATS}/1", None),
+        ("PATCH", f"{CHATS}/1", FINISH),
+        ("GET", f"{CHATS}/1/messages", None),
+    ],
 )
 def test_503_conforms(server_without_firestore: str, method: str, path: str, body: Any) -> None:
     headers = basic("acme", "some-token")
     response = call(server_without_firestore, method, path, body, headers=headers)
     assert error_of(response) == (503, {"message": errors.ServiceUnavailable.message})
     assert int(response.headers["Retry-After"]) >= 0
+    assert_conforms(response)
+
+
+@pytest.fixture(scope="module")
+def twilio_server_without_firestore(
+    standin: TwilioStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The function set up for Twilio, pointed at a Firestore that is not there."""
+    port = free_port()
+    env = twilio_env(
+        standin,
+        port,
+        FIRESTORE_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
+        SMS_REQUEST_DEADLINE_SECONDS="1",
+        SMS_FIRESTORE_TIMEOUT_SECONDS="0.5",
+    )
+    with (
+        open(tmp_path_factory.mktemp("twilio-no-firestore") / "server.log", "wb") as log,
+        serving(port, env, log) as url,
+    ):
+        yield url
+
+
+def test_a_webhook_503_conforms(
+    twilio_server_without_firestore: str, standin: TwilioStandIn
+) -> None:
+    form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
+    response = signed_post(twilio_server_without_firestore, form, standin.auth_token)
+    assert error_of(response) == (503, {"message": errors.ServiceUnavailable.message})
+    assert int(response.headers["Retry-After"]) >= 0
+    assert request_errors(response) == []
     assert_conforms(response)
