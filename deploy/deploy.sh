@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Deploy the Outbound SMS API to a Google Cloud project: the APIs it needs, a Firestore
-# database in Native mode, the indexes and TTL policies of firestore.indexes.json, a service
-# account with the one role the function needs, and the 2nd-gen Cloud Function itself.
-# Safe to run again: whatever already exists is kept, and the function is redeployed.
-# `deploy/deploy.sh --help` explains the settings; `--dry-run` prints what it would run.
+# database in Native mode, the indexes and TTL policies of firestore.indexes.json, three
+# service accounts with the few roles each needs, the two 2nd-gen Cloud Functions (the API
+# and its sweeper) and the Cloud Scheduler job that calls the sweeper every minute.
+# Safe to run again: whatever already exists is kept, the functions are redeployed and the
+# job is updated. `deploy/deploy.sh --help` explains the settings; `--dry-run` prints what it
+# would run.
 #
 # Uses no bash 4 feature, so that macOS's bash 3.2 can run it too. Sourcing the file defines
 # its functions without running anything (the tests use this to exercise the helpers).
@@ -21,21 +23,30 @@ Deploys the Outbound SMS API to a Google Cloud project with gcloud, as the accou
 `gcloud auth login` signed in. In order, it:
 
   1. enables the APIs it needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry,
-     Firestore, Cloud Logging, IAM; Secret Manager too when SECRETS is set);
+     Firestore, Cloud Logging, IAM, Cloud Scheduler; Secret Manager too when SECRETS or
+     TWILIO_AUTH_TOKEN_SECRET is set);
   2. creates the Firestore database (Native mode) unless it exists;
   3. applies firestore.indexes.json: creates each composite index of "indexes", and for each
      entry of "fieldOverrides" enables its TTL policy ("ttl": true) and sets its single-field
      indexes ("indexes": [] exempts the field from indexing);
-  4. creates the function's service account unless it exists, and grants it
-     roles/datastore.user on the project (read and write Firestore: nothing more);
-     with SECRETS, also roles/secretmanager.secretAccessor on each secret named;
-  5. deploys the function (2nd gen, HTTP trigger, entry point sms_api, the repository root as
-     source: .gcloudignore keeps the upload to main.py, requirements.txt and sms/ without
-     its devtools/ and admin/);
-  6. prints the function's URL and the endpoint URL (<url>/apps/api/v1/sms).
+  4. creates three service accounts unless they exist: the API function's, the sweeper
+     function's, and the one Cloud Scheduler calls the sweeper as;
+  5. grants the API's and the sweeper's accounts roles/datastore.user on the project (read
+     and write Firestore: nothing more), and roles/secretmanager.secretAccessor on each
+     secret they are given (SECRETS: the API only; TWILIO_AUTH_TOKEN_SECRET: both);
+  6. deploys the API function (2nd gen, HTTP trigger, entry point sms_api, public) and the
+     sweeper function (entry point sms_sweeper, no public access, one instance at most),
+     both from the repository root: .gcloudignore keeps the upload to main.py,
+     requirements.txt and sms/ without its devtools/ and admin/;
+  7. lets the scheduler's account, and it alone, invoke the sweeper;
+  8. creates the Cloud Scheduler job that POSTs to the sweeper on SWEEP_SCHEDULE with an
+     OIDC token of that account, or updates it when it exists;
+  9. prints the function's URL, the endpoint URL (<url>/apps/api/v1/sms) and, with Twilio,
+     the webhook URLs to give Twilio.
 
-Running it again keeps what exists and redeploys the function with the current code and
-settings (env vars and, when SECRETS is set, secrets are replaced as a whole).
+Running it again keeps what exists, redeploys both functions with the current code and
+settings (env vars are replaced as a whole, and so are a function's secrets when it has any
+to set), and updates the job.
 
 Options:
   --dry-run   print every gcloud command, one per line prefixed with "+ ", and run none
@@ -46,34 +57,67 @@ Options:
 Settings, all from the environment (default in brackets):
   PROJECT                        the Google Cloud project id (or GOOGLE_CLOUD_PROJECT);
                                  required
-  REGION                         region of the function [us-central1]
-  FUNCTION_NAME                  name of the function [sms-api]
-  SERVICE_ACCOUNT                account id of the function's service account, created in
-                                 PROJECT: <id>@<project>.iam.gserviceaccount.com [sms-api]
+  REGION                         region of the functions [us-central1]
+  FUNCTION_NAME                  name of the API function [sms-api]
+  SERVICE_ACCOUNT                account id of the API function's service account, created
+                                 in PROJECT: <id>@<project>.iam.gserviceaccount.com [sms-api]
   FIRESTORE_DATABASE             Firestore database id [(default)]
   FIRESTORE_LOCATION             where to create the database if missing, e.g. nam5 or
                                  us-central1; cannot change afterwards [REGION]
   FIRESTORE_INDEXES_FILE         the index declarations [<repo>/firestore.indexes.json]
   RUNTIME                        Cloud Functions runtime [python312]
-  MEMORY                         memory of an instance [512Mi]
-  CPU                            vCPUs of an instance; at least 1 when CONCURRENCY > 1 [1]
-  TIMEOUT                        longest a request may run [60s]
-  MIN_INSTANCES                  instances kept warm [0]
-  MAX_INSTANCES                  most instances at once [100]
-  CONCURRENCY                    requests one instance serves at once; also sets the
+  MEMORY                         memory of an instance (both functions) [512Mi]
+  CPU                            vCPUs of an instance (both functions); at least 1 when
+                                 CONCURRENCY > 1 [1]
+  TIMEOUT                        longest an API request may run [60s]
+  MIN_INSTANCES                  API instances kept warm [0]
+  MAX_INSTANCES                  most API instances at once [100]
+  CONCURRENCY                    requests one API instance serves at once; also sets the
                                  instance's THREADS, as Google recommends for Python [8]
   SMS_REQUEST_DEADLINE_SECONDS   the function's request deadline on Firestore [8]
   SMS_FIRESTORE_TIMEOUT_SECONDS  the longest one Firestore call may take [5]
   SMS_ID_BLOCK_SIZE              ids an instance reserves at once [50]
-  SECRETS                        optional, for --set-secrets: comma-separated
+  SECRETS                        optional, for the API's --set-secrets: comma-separated
                                  ENV_VAR=SECRET:VERSION (Secret Manager) [none]
   BUILD_SERVICE_ACCOUNT          optional service account email for Cloud Build to build
-                                 the function with, instead of the project's default [none]
+                                 the functions with, instead of the project's default [none]
+
+ The carrier (both functions get the same settings):
+  SMS_CARRIER                    log (messages are only logged) or twilio [log]
+  TWILIO_ACCOUNT_SID             the Twilio account SID (AC...); required with twilio [none]
+  TWILIO_AUTH_TOKEN_SECRET       the Secret Manager secret holding the Twilio auth token,
+                                 NAME or projects/P/secrets/NAME; becomes the functions'
+                                 TWILIO_AUTH_TOKEN (version latest); required with twilio
+                                 [none]
+  TWILIO_MESSAGING_SERVICE_SID   optional Messaging Service SID (MG...), sent along with
+                                 From [none]
+  TWILIO_API_BASE_URL            optional; the function then uses https://api.twilio.com
+                                 [none]
+  SMS_PUBLIC_BASE_URL            the URL Twilio reaches the API at; its webhooks are
+                                 <url>/apps/api/v1/sms/status and <url>/apps/api/v1/sms/inbound
+                                 [https://REGION-PROJECT.cloudfunctions.net/FUNCTION_NAME]
+  SMS_SWEEP_AFTER_SECONDS        how old a queued or sending message must be before the
+                                 sweeper settles it; 0 or more [60]
+
+ The sweeper and its schedule:
+  SWEEPER_FUNCTION_NAME          name of the sweeper function [sms-sweeper]
+  SWEEPER_SERVICE_ACCOUNT        account id of the sweeper function's service account
+                                 [sms-sweeper]
+  SWEEPER_TIMEOUT                longest a sweep may run; a sweep stops itself after about
+                                 50s [120s]
+  SCHEDULER_SERVICE_ACCOUNT      account id that Cloud Scheduler calls the sweeper as; it
+                                 may invoke the sweeper and nothing else
+                                 [sms-sweeper-invoker]
+  SWEEP_JOB                      name of the Cloud Scheduler job [sms-sweep]
+  SWEEP_SCHEDULE                 when the job runs, in unix-cron format, UTC [* * * * *]
+  SCHEDULER_LOCATION             the job's Cloud Scheduler location [REGION]
 
 Examples:
   PROJECT=my-project deploy/deploy.sh
   PROJECT=my-project REGION=europe-west1 FIRESTORE_LOCATION=eur3 deploy/deploy.sh
   PROJECT=my-project MIN_INSTANCES=1 MAX_INSTANCES=20 deploy/deploy.sh --dry-run
+  PROJECT=my-project SMS_CARRIER=twilio TWILIO_ACCOUNT_SID=AC0123... \
+    TWILIO_AUTH_TOKEN_SECRET=twilio-auth-token deploy/deploy.sh
 EOF
 }
 
@@ -190,6 +234,36 @@ positive() { # NAME VALUE [integer]: dies unless VALUE is a positive number
   [[ "$2" =~ $pattern && "$2" =~ [1-9] ]] || die "$1 must be $kind, not '$2'"
 }
 
+not_negative() { # NAME VALUE: dies unless VALUE is a number, 0 or more
+  local pattern='^([0-9]+(\.[0-9]*)?|\.[0-9]+)$'
+  [[ "$2" =~ $pattern ]] || die "$1 must be a number, 0 or more, not '$2'"
+}
+
+account_id() { # NAME VALUE: dies unless VALUE can be a service account id
+  [[ "$2" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
+    die "$1 must be an account id (6-30 of a-z, 0-9, -), not '$2'"
+}
+
+# An http(s) URL that the function accepts and that --set-env-vars can carry (no comma).
+url() { # NAME VALUE
+  [[ "$2" =~ ^https?://[^[:space:],]+$ ]] ||
+    die "$1 must be an http(s) URL without spaces or commas, not '$2'"
+}
+
+# Sets SECRET_NAME and SECRET_PROJECT from one --set-secrets entry ENV_VAR=SECRET:VERSION,
+# where SECRET is a name in PROJECT or projects/P/secrets/NAME; dies on anything else.
+secret_of() { # ENTRY
+  [[ "$1" == *=*:* ]] || die "SECRETS entries are ENV_VAR=SECRET:VERSION, not '$1'"
+  local ref="${1#*=}" # SECRET:VERSION or projects/P/secrets/SECRET:VERSION
+  SECRET_NAME="${ref%:*}"
+  SECRET_PROJECT="$PROJECT"
+  if [[ "$SECRET_NAME" =~ ^projects/([^/]+)/secrets/([^/]+)$ ]]; then
+    SECRET_PROJECT="${BASH_REMATCH[1]}"
+    SECRET_NAME="${BASH_REMATCH[2]}"
+  fi
+  [[ "$SECRET_NAME" =~ ^[A-Za-z0-9_-]+$ ]] || die "SECRETS: cannot read a secret name in '$1'"
+}
+
 read_settings() {
   PROJECT="${PROJECT:-${GOOGLE_CLOUD_PROJECT:-}}"
   [[ -n "$PROJECT" ]] ||
@@ -212,17 +286,90 @@ read_settings() {
   SMS_ID_BLOCK_SIZE="${SMS_ID_BLOCK_SIZE:-50}"
   SECRETS="${SECRETS:-}"
   BUILD_SERVICE_ACCOUNT="${BUILD_SERVICE_ACCOUNT:-}"
+  # The carrier.
+  SMS_CARRIER="${SMS_CARRIER:-log}"
+  TWILIO_ACCOUNT_SID="${TWILIO_ACCOUNT_SID:-}"
+  TWILIO_AUTH_TOKEN_SECRET="${TWILIO_AUTH_TOKEN_SECRET:-}"
+  TWILIO_MESSAGING_SERVICE_SID="${TWILIO_MESSAGING_SERVICE_SID:-}"
+  TWILIO_API_BASE_URL="${TWILIO_API_BASE_URL:-}"
+  # A 2nd-gen function also answers at this URL, known before it is deployed.
+  SMS_PUBLIC_BASE_URL="${SMS_PUBLIC_BASE_URL:-https://$REGION-$PROJECT.cloudfunctions.net/$FUNCTION_NAME}"
+  SMS_PUBLIC_BASE_URL="${SMS_PUBLIC_BASE_URL%/}"
+  SMS_SWEEP_AFTER_SECONDS="${SMS_SWEEP_AFTER_SECONDS:-60}"
+  # The sweeper and its schedule.
+  SWEEPER_FUNCTION_NAME="${SWEEPER_FUNCTION_NAME:-sms-sweeper}"
+  SWEEPER_SERVICE_ACCOUNT="${SWEEPER_SERVICE_ACCOUNT:-sms-sweeper}"
+  SWEEPER_TIMEOUT="${SWEEPER_TIMEOUT:-120s}"
+  SCHEDULER_SERVICE_ACCOUNT="${SCHEDULER_SERVICE_ACCOUNT:-sms-sweeper-invoker}"
+  SWEEP_JOB="${SWEEP_JOB:-sms-sweep}"
+  SWEEP_SCHEDULE="${SWEEP_SCHEDULE:-* * * * *}"
+  SCHEDULER_LOCATION="${SCHEDULER_LOCATION:-$REGION}"
 
-  # What the function would only reject once deployed (sms/config.py) is refused now.
+  # What the functions would only reject once deployed (sms/config.py) is refused now.
   [[ "$PROJECT" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
     die "PROJECT must be a project id (6-30 of a-z, 0-9, -), not '$PROJECT'"
-  [[ "$SERVICE_ACCOUNT" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
-    die "SERVICE_ACCOUNT must be an account id (6-30 of a-z, 0-9, -), not '$SERVICE_ACCOUNT'"
+  account_id SERVICE_ACCOUNT "$SERVICE_ACCOUNT"
+  account_id SWEEPER_SERVICE_ACCOUNT "$SWEEPER_SERVICE_ACCOUNT"
+  account_id SCHEDULER_SERVICE_ACCOUNT "$SCHEDULER_SERVICE_ACCOUNT"
+  # The scheduler's account may invoke the sweeper and do nothing else: it is no other's.
+  [[ "$SCHEDULER_SERVICE_ACCOUNT" != "$SERVICE_ACCOUNT" &&
+    "$SCHEDULER_SERVICE_ACCOUNT" != "$SWEEPER_SERVICE_ACCOUNT" ]] ||
+    die "SCHEDULER_SERVICE_ACCOUNT must be an account of its own, not '$SCHEDULER_SERVICE_ACCOUNT'"
+  [[ "$SWEEPER_SERVICE_ACCOUNT" != "$SERVICE_ACCOUNT" ]] ||
+    die "SWEEPER_SERVICE_ACCOUNT must differ from SERVICE_ACCOUNT ('$SERVICE_ACCOUNT')"
+  [[ "$FUNCTION_NAME" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] ||
+    die "FUNCTION_NAME must be a function name (letters, digits, - and _), not '$FUNCTION_NAME'"
+  [[ "$SWEEPER_FUNCTION_NAME" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] ||
+    die "SWEEPER_FUNCTION_NAME must be a function name (letters, digits, - and _), not '$SWEEPER_FUNCTION_NAME'"
+  # The same name would deploy the sweeper over the API.
+  [[ "$SWEEPER_FUNCTION_NAME" != "$FUNCTION_NAME" ]] ||
+    die "SWEEPER_FUNCTION_NAME must differ from FUNCTION_NAME ('$FUNCTION_NAME')"
+  [[ "$SWEEP_JOB" =~ ^[A-Za-z0-9_-]+$ ]] ||
+    die "SWEEP_JOB must be a job name (letters, digits, - and _), not '$SWEEP_JOB'"
+  [[ "$SWEEP_SCHEDULE" =~ ^[0-9A-Za-z*/,-]+([[:space:]]+[0-9A-Za-z*/,-]+){4}$ ]] ||
+    die "SWEEP_SCHEDULE must be a unix-cron schedule of five fields, e.g. '* * * * *', not '$SWEEP_SCHEDULE'"
   positive SMS_REQUEST_DEADLINE_SECONDS "$SMS_REQUEST_DEADLINE_SECONDS"
   positive SMS_FIRESTORE_TIMEOUT_SECONDS "$SMS_FIRESTORE_TIMEOUT_SECONDS"
   positive SMS_ID_BLOCK_SIZE "$SMS_ID_BLOCK_SIZE" integer
   positive CONCURRENCY "$CONCURRENCY" integer
+  not_negative SMS_SWEEP_AFTER_SECONDS "$SMS_SWEEP_AFTER_SECONDS"
   [[ "$FIRESTORE_DATABASE" != *,* ]] || die "FIRESTORE_DATABASE cannot contain a comma"
+
+  case "$SMS_CARRIER" in
+    log | twilio) ;;
+    *) die "SMS_CARRIER must be log or twilio, not '$SMS_CARRIER'" ;;
+  esac
+  if [[ "$SMS_CARRIER" == twilio ]]; then
+    [[ -n "$TWILIO_ACCOUNT_SID" ]] ||
+      die "SMS_CARRIER=twilio needs TWILIO_ACCOUNT_SID, the SID of the Twilio account (AC...)"
+    [[ -n "$TWILIO_AUTH_TOKEN_SECRET" ]] ||
+      die "SMS_CARRIER=twilio needs TWILIO_AUTH_TOKEN_SECRET, the Secret Manager secret that holds the Twilio auth token, e.g. twilio-auth-token (see deploy/README.md)"
+  fi
+  [[ -z "$TWILIO_ACCOUNT_SID" || "$TWILIO_ACCOUNT_SID" =~ ^[A-Za-z0-9]+$ ]] ||
+    die "TWILIO_ACCOUNT_SID must be a Twilio SID (letters and digits), not '$TWILIO_ACCOUNT_SID'"
+  [[ -z "$TWILIO_MESSAGING_SERVICE_SID" || "$TWILIO_MESSAGING_SERVICE_SID" =~ ^[A-Za-z0-9]+$ ]] ||
+    die "TWILIO_MESSAGING_SERVICE_SID must be a Twilio SID (letters and digits), not '$TWILIO_MESSAGING_SERVICE_SID'"
+  [[ -z "$TWILIO_API_BASE_URL" ]] || url TWILIO_API_BASE_URL "$TWILIO_API_BASE_URL"
+  url SMS_PUBLIC_BASE_URL "$SMS_PUBLIC_BASE_URL"
+
+  # The secrets of each function: SECRETS are the API's; the Twilio auth token is both's.
+  API_SECRETS="$SECRETS"
+  SWEEPER_SECRETS=""
+  local entry entries
+  [[ -z "$SECRETS" ]] || IFS=',' read -r -a entries <<< "$SECRETS"
+  for entry in ${entries[@]+"${entries[@]}"}; do
+    secret_of "$entry" # dies here, before any command, on an entry it cannot read
+    if [[ -n "$TWILIO_AUTH_TOKEN_SECRET" && "${entry%%=*}" == TWILIO_AUTH_TOKEN ]]; then
+      die "SECRETS sets TWILIO_AUTH_TOKEN, which TWILIO_AUTH_TOKEN_SECRET sets: keep only TWILIO_AUTH_TOKEN_SECRET"
+    fi
+  done
+  if [[ -n "$TWILIO_AUTH_TOKEN_SECRET" ]]; then
+    [[ "$TWILIO_AUTH_TOKEN_SECRET" =~ ^([A-Za-z0-9_-]+|projects/[^/:,]+/secrets/[A-Za-z0-9_-]+)$ ]] ||
+      die "TWILIO_AUTH_TOKEN_SECRET must be a secret name or projects/P/secrets/NAME (no version), not '$TWILIO_AUTH_TOKEN_SECRET'"
+    SWEEPER_SECRETS="TWILIO_AUTH_TOKEN=$TWILIO_AUTH_TOKEN_SECRET:latest"
+    API_SECRETS="${SECRETS:+$SECRETS,}$SWEEPER_SECRETS"
+  fi
+
   [[ -f "$FIRESTORE_INDEXES_FILE" ]] || die "no such file: $FIRESTORE_INDEXES_FILE"
   command -v python3 > /dev/null || die "python3 is needed to read $FIRESTORE_INDEXES_FILE"
   if [[ "$DRY_RUN" == 0 ]]; then
@@ -230,6 +377,8 @@ read_settings() {
   fi
 
   SA_EMAIL="$SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+  SWEEPER_SA_EMAIL="$SWEEPER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+  SCHEDULER_SA_EMAIL="$SCHEDULER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
 }
 
 # ---- 1. APIs ------------------------------------------------------------------------------
@@ -237,15 +386,16 @@ read_settings() {
 enable_apis() {
   note "APIs of project $PROJECT"
   local apis=(
-    cloudfunctions.googleapis.com   # the function
+    cloudfunctions.googleapis.com   # the functions
     run.googleapis.com              # 2nd-gen functions run on Cloud Run
-    cloudbuild.googleapis.com       # builds the function from its source
-    artifactregistry.googleapis.com # keeps the built image
+    cloudbuild.googleapis.com       # builds the functions from their source
+    artifactregistry.googleapis.com # keeps the built images
     firestore.googleapis.com        # the database
-    logging.googleapis.com          # the function's and the builds' logs
-    iam.googleapis.com              # creating the service account
+    logging.googleapis.com          # the functions' and the builds' logs
+    iam.googleapis.com              # creating the service accounts
+    cloudscheduler.googleapis.com   # calls the sweeper every minute
   )
-  [[ -z "$SECRETS" ]] || apis+=(secretmanager.googleapis.com)
+  [[ -z "$API_SECRETS" ]] || apis+=(secretmanager.googleapis.com)
   run gcloud services enable "${apis[@]}" --project="$PROJECT"
 }
 
@@ -433,79 +583,126 @@ apply_indexes() {
   [[ "$count" -gt 0 ]] || echo "   nothing declared" >&2
 }
 
-# ---- 4. Service account and its roles -----------------------------------------------------
+# ---- 4. Service accounts ------------------------------------------------------------------
 
-create_service_account() {
-  note "Service account $SA_EMAIL"
-  if exists gcloud iam service-accounts describe "$SA_EMAIL" --project="$PROJECT"; then
+create_account() { # ID EMAIL DISPLAY_NAME
+  note "Service account $2"
+  if exists gcloud iam service-accounts describe "$2" --project="$PROJECT"; then
     echo "   exists, kept" >&2
   else
-    run_create gcloud iam service-accounts create "$SERVICE_ACCOUNT" \
-      --display-name="Outbound SMS API (Cloud Function $FUNCTION_NAME)" --project="$PROJECT"
+    run_create gcloud iam service-accounts create "$1" --display-name="$3" --project="$PROJECT"
   fi
 }
 
-grant_roles() {
-  # The function's only role on the project:
-  #   roles/datastore.user - read and write Firestore documents (the tenants' configuration,
-  #     sessions, messages, counters, idempotency records). No admin role: indexes and TTL
-  #     policies are set here, by the operator, never by the function.
-  # Not granted:
-  #   roles/logging.logWriter - the function logs to stdout and stderr, which Cloud Run
-  #     collects by itself; it never calls the Cloud Logging API (google-cloud-logging is not
-  #     in requirements.txt), so it needs no logging role.
-  bind gcloud projects add-iam-policy-binding "$PROJECT" \
-    --member="serviceAccount:$SA_EMAIL" --role=roles/datastore.user --condition=None --format=none
+create_service_accounts() {
+  # One identity per job, so that each holds only what its job needs.
+  create_account "$SERVICE_ACCOUNT" "$SA_EMAIL" "Outbound SMS API (Cloud Function $FUNCTION_NAME)"
+  create_account "$SWEEPER_SERVICE_ACCOUNT" "$SWEEPER_SA_EMAIL" \
+    "Outbound SMS sweeper (Cloud Function $SWEEPER_FUNCTION_NAME)"
+  create_account "$SCHEDULER_SERVICE_ACCOUNT" "$SCHEDULER_SA_EMAIL" \
+    "Invokes $SWEEPER_FUNCTION_NAME for Cloud Scheduler job $SWEEP_JOB"
+}
 
-  # With SECRETS: roles/secretmanager.secretAccessor on each secret named, not on the project,
-  # so that the function can read those secrets and no others.
-  [[ -n "$SECRETS" ]] || return 0
-  local entries entry ref secret secret_project bound=" "
-  IFS=',' read -r -a entries <<< "$SECRETS"
-  for entry in "${entries[@]}"; do
-    [[ "$entry" == *=*:* ]] || die "SECRETS entries are ENV_VAR=SECRET:VERSION, not '$entry'"
-    ref="${entry#*=}"  # SECRET:VERSION or projects/P/secrets/SECRET:VERSION
-    secret="${ref%:*}" # without its version
-    secret_project="$PROJECT"
-    if [[ "$secret" =~ ^projects/([^/]+)/secrets/([^/]+)$ ]]; then
-      secret_project="${BASH_REMATCH[1]}"
-      secret="${BASH_REMATCH[2]}"
-    fi
-    [[ "$secret" =~ ^[A-Za-z0-9_-]+$ ]] || die "SECRETS: cannot read a secret name in '$entry'"
-    [[ "$bound" != *" $secret_project/$secret "* ]] || continue
-    bound+="$secret_project/$secret "
-    bind gcloud secrets add-iam-policy-binding "$secret" --project="$secret_project" \
-      --member="serviceAccount:$SA_EMAIL" --role=roles/secretmanager.secretAccessor \
+# ---- 5. Their roles -----------------------------------------------------------------------
+
+# roles/secretmanager.secretAccessor on each secret of a --set-secrets list, not on the
+# project, so that the account can read those secrets and no others.
+grant_secrets() { # EMAIL SECRET_LIST
+  [[ -n "$2" ]] || return 0
+  local entries entry bound=" "
+  IFS=',' read -r -a entries <<< "$2"
+  for entry in ${entries[@]+"${entries[@]}"}; do
+    secret_of "$entry"
+    [[ "$bound" != *" $SECRET_PROJECT/$SECRET_NAME "* ]] || continue
+    bound+="$SECRET_PROJECT/$SECRET_NAME "
+    bind gcloud secrets add-iam-policy-binding "$SECRET_NAME" --project="$SECRET_PROJECT" \
+      --member="serviceAccount:$1" --role=roles/secretmanager.secretAccessor \
       --condition=None --format=none
   done
 }
 
-# ---- 5. The function ----------------------------------------------------------------------
+grant_roles() {
+  # The functions' only role on the project:
+  #   roles/datastore.user - read and write Firestore documents (the tenants' configuration,
+  #     sessions, messages, counters, idempotency records). No admin role: indexes and TTL
+  #     policies are set here, by the operator, never by a function.
+  # Not granted:
+  #   roles/logging.logWriter - the functions log to stdout and stderr, which Cloud Run
+  #     collects by itself; they never call the Cloud Logging API (google-cloud-logging is not
+  #     in requirements.txt), so they need no logging role.
+  # The scheduler's account gets no project role at all: only the right to invoke the
+  # sweeper, granted on the sweeper once it is deployed (step 7).
+  local email
+  for email in "$SA_EMAIL" "$SWEEPER_SA_EMAIL"; do
+    note "Roles of $email"
+    bind gcloud projects add-iam-policy-binding "$PROJECT" \
+      --member="serviceAccount:$email" --role=roles/datastore.user --condition=None --format=none
+    if [[ "$email" == "$SA_EMAIL" ]]; then
+      grant_secrets "$email" "$API_SECRETS"
+    else
+      grant_secrets "$email" "$SWEEPER_SECRETS"
+    fi
+  done
+}
 
-deploy_function() {
-  note "Function $FUNCTION_NAME in $REGION (the build takes a few minutes)"
-  local env_vars=(
+# ---- 6. The functions ---------------------------------------------------------------------
+
+# The environment both functions share: where the data is, and the carrier.
+carrier_env() {
+  local vars=(
     "GOOGLE_CLOUD_PROJECT=$PROJECT"
     "FIRESTORE_DATABASE=$FIRESTORE_DATABASE"
     "SMS_REQUEST_DEADLINE_SECONDS=$SMS_REQUEST_DEADLINE_SECONDS"
     "SMS_FIRESTORE_TIMEOUT_SECONDS=$SMS_FIRESTORE_TIMEOUT_SECONDS"
-    "SMS_ID_BLOCK_SIZE=$SMS_ID_BLOCK_SIZE"
-    # functions-framework serves with gunicorn threads; Google's advice for Python is as many
-    # threads as the concurrency, or the requests beyond them wait inside the instance.
-    "THREADS=$CONCURRENCY"
+    "SMS_CARRIER=$SMS_CARRIER"
   )
-  local env_list build_sa
-  env_list="$(IFS=','; echo "${env_vars[*]}")"
-  local deploy=(
-    gcloud functions deploy "$FUNCTION_NAME"
+  [[ -z "$TWILIO_ACCOUNT_SID" ]] || vars+=("TWILIO_ACCOUNT_SID=$TWILIO_ACCOUNT_SID")
+  [[ -z "$TWILIO_MESSAGING_SERVICE_SID" ]] ||
+    vars+=("TWILIO_MESSAGING_SERVICE_SID=$TWILIO_MESSAGING_SERVICE_SID")
+  [[ -z "$TWILIO_API_BASE_URL" ]] || vars+=("TWILIO_API_BASE_URL=$TWILIO_API_BASE_URL")
+  # The sweeper too sends with the API's URL as the base of the status callback.
+  vars+=(
+    "SMS_PUBLIC_BASE_URL=$SMS_PUBLIC_BASE_URL"
+    "SMS_SWEEP_AFTER_SECONDS=$SMS_SWEEP_AFTER_SECONDS"
+  )
+  (IFS=','; echo "${vars[*]}")
+}
+
+# What deploys any function of this repository: the flags both deployments share.
+deploy_command() { # NAME -> sets DEPLOY
+  DEPLOY=(
+    gcloud functions deploy "$1"
     --gen2
     --runtime="$RUNTIME"
     --region="$REGION"
     --source="$ROOT" # .gcloudignore keeps the upload to main.py, requirements.txt and sms/
-    --entry-point=sms_api
     --trigger-http
+  )
+}
+
+deploy_options() { # [SECRET_LIST]: what follows the function's own flags
+  local build_sa
+  [[ -z "${1:-}" ]] || DEPLOY+=(--set-secrets="$1")
+  if [[ -n "$BUILD_SERVICE_ACCOUNT" ]]; then
+    build_sa="$BUILD_SERVICE_ACCOUNT"
+    [[ "$build_sa" == projects/* ]] || build_sa="projects/$PROJECT/serviceAccounts/$build_sa"
+    DEPLOY+=(--build-service-account="$build_sa")
+  fi
+  DEPLOY+=(--project="$PROJECT")
+}
+
+deploy_api() {
+  note "Function $FUNCTION_NAME in $REGION (the build takes a few minutes)"
+  # functions-framework serves with gunicorn threads; Google's advice for Python is as many
+  # threads as the concurrency, or the requests beyond them wait inside the instance.
+  local env_list
+  env_list="$(carrier_env),SMS_ID_BLOCK_SIZE=$SMS_ID_BLOCK_SIZE,THREADS=$CONCURRENCY"
+  deploy_command "$FUNCTION_NAME"
+  DEPLOY+=(
+    --entry-point=sms_api
     # Callers reach the function without Google credentials; every request is still
-    # authenticated by the function itself (HTTP Basic with one of a tenant's API tokens).
+    # authenticated by the function itself (HTTP Basic with one of a tenant's API tokens,
+    # and Twilio's signature on its webhooks).
     --allow-unauthenticated
     --service-account="$SA_EMAIL"
     --memory="$MEMORY"
@@ -516,31 +713,106 @@ deploy_function() {
     --concurrency="$CONCURRENCY"
     --set-env-vars="$env_list"
   )
-  [[ -z "$SECRETS" ]] || deploy+=(--set-secrets="$SECRETS")
-  if [[ -n "$BUILD_SERVICE_ACCOUNT" ]]; then
-    build_sa="$BUILD_SERVICE_ACCOUNT"
-    [[ "$build_sa" == projects/* ]] || build_sa="projects/$PROJECT/serviceAccounts/$build_sa"
-    deploy+=(--build-service-account="$build_sa")
-  fi
-  deploy+=(--project="$PROJECT")
-  run "${deploy[@]}"
+  deploy_options "$API_SECRETS"
+  run "${DEPLOY[@]}"
 }
 
-# ---- 6. Where it answers ------------------------------------------------------------------
+deploy_sweeper() {
+  note "Function $SWEEPER_FUNCTION_NAME in $REGION (the build takes a few minutes)"
+  local env_list
+  env_list="$(carrier_env),THREADS=1"
+  deploy_command "$SWEEPER_FUNCTION_NAME"
+  DEPLOY+=(
+    --entry-point=sms_sweeper
+    # Only a caller with the invoker role on it (the scheduler's account) gets through:
+    # Cloud Run checks the OIDC token before the function runs. On a redeploy this also
+    # takes back any public access granted by hand.
+    --no-allow-unauthenticated
+    --service-account="$SWEEPER_SA_EMAIL"
+    --memory="$MEMORY"
+    --cpu="$CPU"
+    --timeout="$SWEEPER_TIMEOUT" # a sweep stops itself after about 50 s
+    # One sweep at a time: two would only wait for each other's claims.
+    --min-instances=0
+    --max-instances=1
+    --concurrency=1
+    --set-env-vars="$env_list"
+  )
+  deploy_options "$SWEEPER_SECRETS"
+  run "${DEPLOY[@]}"
+}
 
-print_urls() {
-  local url describe=(gcloud functions describe "$FUNCTION_NAME" --region="$REGION"
+# ---- 7. Who may call the sweeper ----------------------------------------------------------
+
+grant_invoker() {
+  # For a 2nd-gen function: roles/run.invoker on its Cloud Run service, and nowhere else.
+  note "Invoker of $SWEEPER_FUNCTION_NAME: $SCHEDULER_SA_EMAIL"
+  bind gcloud functions add-invoker-policy-binding "$SWEEPER_FUNCTION_NAME" --region="$REGION" \
+    --member="serviceAccount:$SCHEDULER_SA_EMAIL" --project="$PROJECT" --format=none
+}
+
+# ---- 8. The schedule ----------------------------------------------------------------------
+
+# Sets URL to a function's URL, as gcloud describes it. In --dry-run the describe is printed
+# and URL is the placeholder given.
+function_url() { # NAME PLACEHOLDER
+  local describe=(gcloud functions describe "$1" --region="$REGION"
     --project="$PROJECT" --format='value(serviceConfig.uri)')
   if [[ "$DRY_RUN" == 1 ]]; then
     show "${describe[@]}"
-    url="https://<the function's URL, printed by the describe above>"
+    URL="$2"
   else
     show "${describe[@]}" >&2
-    url="$("${describe[@]}")"
+    URL="$("${describe[@]}")"
+    [[ -n "$URL" ]] || die "gcloud gave no URL for function $1"
   fi
+}
+
+schedule_sweeps() {
+  note "Cloud Scheduler job $SWEEP_JOB in $SCHEDULER_LOCATION ($SWEEP_SCHEDULE)"
+  function_url "$SWEEPER_FUNCTION_NAME" "https://<URL of $SWEEPER_FUNCTION_NAME, printed by the describe above>"
+  SWEEPER_URL="$URL"
+  # Each run POSTs to the sweeper with an OIDC token of the scheduler's account, minted for
+  # the sweeper's URL; it may take as long as the sweeper may run.
+  local job=(
+    --location="$SCHEDULER_LOCATION"
+    --schedule="$SWEEP_SCHEDULE"
+    --uri="$SWEEPER_URL"
+    --http-method=POST
+    --oidc-service-account-email="$SCHEDULER_SA_EMAIL"
+    --oidc-token-audience="$SWEEPER_URL"
+    --attempt-deadline="$SWEEPER_TIMEOUT"
+    --description="Settles unsettled SMS sends: calls Cloud Function $SWEEPER_FUNCTION_NAME"
+    --project="$PROJECT"
+  )
+  if exists gcloud scheduler jobs describe "$SWEEP_JOB" --location="$SCHEDULER_LOCATION" \
+    --project="$PROJECT"; then
+    run gcloud scheduler jobs update http "$SWEEP_JOB" "${job[@]}"
+  else
+    run_create gcloud scheduler jobs create http "$SWEEP_JOB" "${job[@]}"
+  fi
+}
+
+# ---- 9. Where it answers ------------------------------------------------------------------
+
+print_urls() {
+  local url
+  function_url "$FUNCTION_NAME" "https://<the function's URL, printed by the describe above>"
+  url="$URL"
   echo
-  echo "Function URL: $url"
-  echo "Endpoint:     $url$SMS_PATH"
+  echo "Function URL:     $url"
+  echo "Endpoint:         $url$SMS_PATH"
+  if [[ "$SMS_CARRIER" == twilio ]]; then
+    # Twilio signs its webhooks over these very URLs: it must be given them as they are.
+    echo "Status callback:  $SMS_PUBLIC_BASE_URL$SMS_PATH/status"
+    echo "                  (sent to Twilio with each message: nothing to configure)"
+    echo "Incoming SMS:     $SMS_PUBLIC_BASE_URL$SMS_PATH/inbound"
+    echo "                  (each Twilio number's \"A message comes in\" webhook, HTTP POST)"
+  else
+    echo "Carrier:          $SMS_CARRIER (messages are logged, not sent)"
+  fi
+  echo "Sweeper:          $SWEEPER_URL"
+  echo "                  (no public access; job $SWEEP_JOB calls it on '$SWEEP_SCHEDULE')"
   if [[ "$DRY_RUN" == 1 ]]; then
     echo "(dry run: nothing was run)"
   else
@@ -558,9 +830,12 @@ main() {
   enable_apis
   create_database
   apply_indexes
-  create_service_account
+  create_service_accounts
   grant_roles
-  deploy_function
+  deploy_api
+  deploy_sweeper
+  grant_invoker
+  schedule_sweeps
   print_urls
 }
 

@@ -1,14 +1,16 @@
 """deploy/deploy.sh and .gcloudignore, checked without a Google Cloud project.
 
-The script runs only with --dry-run here: what it would run is read back from its output
+The script runs mostly with --dry-run here: what it would run is read back from its output
 (one command a line, "+ " then the shell-quoted words). The installed gcloud then checks that
 every printed command parses, by running it with no account at all: it must stop at "no
-active account", past its argument parsing, before any request. The helpers that only matter
-against a real project (tolerating "already exists", retrying a binding) run on stand-ins.
+active account", past its argument parsing, before any request. What only matters against a
+real project (tolerating "already exists", retrying a binding, updating the scheduler job
+that exists, a second run on a project where everything exists) runs on stand-ins for gcloud.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -25,6 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "deploy.sh"
 FAKE_PROJECT = "dry-run-project"
 SA_EMAIL = f"sms-api@{FAKE_PROJECT}.iam.gserviceaccount.com"
+SWEEPER_EMAIL = f"sms-sweeper@{FAKE_PROJECT}.iam.gserviceaccount.com"
+INVOKER_EMAIL = f"sms-sweeper-invoker@{FAKE_PROJECT}.iam.gserviceaccount.com"
+# What the dry run puts where the sweeper's URL goes (gcloud describes it once it exists).
+SWEEPER_URL_PLACEHOLDER = "https://<URL of sms-sweeper, printed by the describe above>"
+DEFAULT_PUBLIC_URL = f"https://us-central1-{FAKE_PROJECT}.cloudfunctions.net/sms-api"
+# The settings that make the functions send through Twilio.
+TWILIO = {
+    "SMS_CARRIER": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC123",
+    "TWILIO_AUTH_TOKEN_SECRET": "twilio-auth-token",
+}
 
 # Every variable the script reads: cleared so that the caller's environment cannot leak in.
 SETTINGS = (
@@ -48,6 +61,30 @@ SETTINGS = (
     "SMS_ID_BLOCK_SIZE",
     "SECRETS",
     "BUILD_SERVICE_ACCOUNT",
+    "SMS_CARRIER",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN_SECRET",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_API_BASE_URL",
+    "SMS_PUBLIC_BASE_URL",
+    "SMS_SWEEP_AFTER_SECONDS",
+    "SWEEPER_FUNCTION_NAME",
+    "SWEEPER_SERVICE_ACCOUNT",
+    "SWEEPER_TIMEOUT",
+    "SCHEDULER_SERVICE_ACCOUNT",
+    "SWEEP_JOB",
+    "SWEEP_SCHEDULE",
+    "SCHEDULER_LOCATION",
+)
+# Variables the sweeper and the API share (the API adds SMS_ID_BLOCK_SIZE, and each its THREADS).
+SHARED_ENV = (
+    "GOOGLE_CLOUD_PROJECT",
+    "FIRESTORE_DATABASE",
+    "SMS_REQUEST_DEADLINE_SECONDS",
+    "SMS_FIRESTORE_TIMEOUT_SECONDS",
+    "SMS_CARRIER",
+    "SMS_PUBLIC_BASE_URL",
+    "SMS_SWEEP_AFTER_SECONDS",
 )
 
 
@@ -112,8 +149,43 @@ def env_vars(deploy: list[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in value.split(","))
 
 
+def deploy_of(commands: list[list[str]], name: str) -> list[str]:
+    """The deployment of the function of that name."""
+    found = [c for c in starting(commands, "gcloud", "functions", "deploy") if c[3] == name]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def position(commands: list[list[str]], *prefix: str) -> list[int]:
+    """Where the commands that start so are, in order."""
+    return [n for n, c in enumerate(commands) if c[: len(prefix)] == list(prefix)]
+
+
 def declared() -> dict:
     return json.loads((ROOT / "firestore.indexes.json").read_text())
+
+
+def gcloud_stand_in(tmp_path: Path, body: str) -> tuple[dict[str, str], Path]:
+    """An environment whose gcloud is a shell script: it writes each call to the file
+    returned (one line a call, its words ended by \\x1f), then runs body."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "gcloud-calls"
+    fake = bin_dir / "gcloud"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'for word in "$@"; do printf \'%s\\037\' "$word"; done >> {shlex.quote(str(calls))}\n'
+        f"echo >> {shlex.quote(str(calls))}\n"
+        f"{body}\n"
+    )
+    fake.chmod(0o755)
+    env = script_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    return env, calls
+
+
+def calls_of(calls: Path) -> list[list[str]]:
+    return [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()]
 
 
 # ---- the dry run with defaults ------------------------------------------------------------
@@ -140,8 +212,10 @@ def test_dry_run_enables_the_apis() -> None:
         "artifactregistry.googleapis.com",
         "firestore.googleapis.com",
         "logging.googleapis.com",
+        "iam.googleapis.com",
+        "cloudscheduler.googleapis.com",
     } <= apis
-    assert "secretmanager.googleapis.com" not in apis  # only with SECRETS
+    assert "secretmanager.googleapis.com" not in apis  # only with secrets
     assert flags(enable)["project"] == FAKE_PROJECT
 
 
@@ -155,34 +229,51 @@ def test_dry_run_creates_a_native_database_in_the_region() -> None:
     }
 
 
-def test_dry_run_creates_the_service_account_with_one_role() -> None:
+def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> None:
     commands = dry_run()
-    create = only(commands, "gcloud", "iam", "service-accounts", "create")
-    assert positionals(create, 4) == ["sms-api"]
-    assert flags(create)["project"] == FAKE_PROJECT
+    creates = starting(commands, "gcloud", "iam", "service-accounts", "create")
+    assert [positionals(c, 4) for c in creates] == [
+        ["sms-api"],
+        ["sms-sweeper"],
+        ["sms-sweeper-invoker"],
+    ]
+    assert all(flags(c)["project"] == FAKE_PROJECT for c in creates)
 
-    binding = only(commands, "gcloud", "projects", "add-iam-policy-binding")
-    assert positionals(binding, 3) == [FAKE_PROJECT]
-    assert flags(binding)["member"] == f"serviceAccount:{SA_EMAIL}"
-    assert flags(binding)["role"] == "roles/datastore.user"
-    assert flags(binding)["condition"] == "None"  # no prompt when the policy has conditions
+    # The API's and the sweeper's accounts: roles/datastore.user on the project, alike.
+    bindings = starting(commands, "gcloud", "projects", "add-iam-policy-binding")
+    assert [flags(b)["member"] for b in bindings] == [
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+    ]
+    for binding in bindings:
+        assert positionals(binding, 3) == [FAKE_PROJECT]
+        assert flags(binding)["role"] == "roles/datastore.user"
+        assert flags(binding)["condition"] == "None"  # no prompt when the policy has conditions
+    # The scheduler's account: the right to invoke the sweeper, and nothing else.
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding")
+    assert positionals(invoker, 3) == ["sms-sweeper"]
+    assert flags(invoker)["member"] == f"serviceAccount:{INVOKER_EMAIL}"
+    assert flags(invoker)["region"] == "us-central1"
+    assert flags(invoker)["project"] == FAKE_PROJECT
     # No other grant of any kind.
-    assert [c for c in commands if "add-iam-policy-binding" in c] == [binding]
+    grants = [c for c in commands if any("policy-binding" in w for w in c)]
+    assert grants == [*bindings, invoker]
     assert not any("logging.logWriter" in w for c in commands for w in c)
-    # The account exists before the binding names it.
-    assert commands.index(create) < commands.index(binding)
+    assert not any(INVOKER_EMAIL in w for c in bindings for w in c)
+    # The accounts exist before a binding names them.
+    assert max(commands.index(c) for c in creates) < min(commands.index(c) for c in grants)
 
 
 def test_dry_run_deploys_the_function() -> None:
     commands = dry_run()
-    deploy = only(commands, "gcloud", "functions", "deploy")
-    assert positionals(deploy, 3) == ["sms-api"]
+    deploy = deploy_of(commands, "sms-api")
     f = flags(deploy)
     assert f["gen2"] is True
     assert f["runtime"] == "python312"
     assert f["trigger-http"] is True
     assert f["entry-point"] == "sms_api"
-    assert f["allow-unauthenticated"] is True
+    assert f["allow-unauthenticated"] is True  # public: it authenticates its callers itself
+    assert "no-allow-unauthenticated" not in f
     assert f["region"] == "us-central1"
     assert f["source"] == str(ROOT)
     assert f["service-account"] == SA_EMAIL
@@ -199,13 +290,90 @@ def test_dry_run_deploys_the_function() -> None:
         "SMS_FIRESTORE_TIMEOUT_SECONDS": "5",
         "SMS_ID_BLOCK_SIZE": "50",
         "THREADS": "8",
+        # The carrier's defaults: log only, and the function's own URL for Twilio.
+        "SMS_CARRIER": "log",
+        "SMS_PUBLIC_BASE_URL": DEFAULT_PUBLIC_URL,
+        "SMS_SWEEP_AFTER_SECONDS": "60",
     }
-    # Everything the function needs exists before it is deployed; its URL is asked after.
-    assert commands[-2] == deploy
+    # Everything the function needs exists before it is deployed; its URL is asked last.
     describe = commands[-1]
     assert describe[:4] == ["gcloud", "functions", "describe", "sms-api"]
     assert flags(describe)["format"] == "value(serviceConfig.uri)"
     assert flags(describe)["region"] == "us-central1"
+    assert commands.index(deploy) < len(commands) - 1
+
+
+def test_dry_run_deploys_the_sweeper_without_public_access() -> None:
+    commands = dry_run()
+    sweeper = deploy_of(commands, "sms-sweeper")
+    f = flags(sweeper)
+    assert f["gen2"] is True
+    assert f["runtime"] == "python312"
+    assert f["trigger-http"] is True
+    assert f["entry-point"] == "sms_sweeper"
+    assert f["source"] == str(ROOT)  # the same source as the API
+    assert f["region"] == "us-central1"
+    assert f["service-account"] == SWEEPER_EMAIL
+    assert f["project"] == FAKE_PROJECT
+    # Nobody but its invoker reaches it; one sweep at a time, longer than a sweep runs.
+    assert f["no-allow-unauthenticated"] is True
+    assert "allow-unauthenticated" not in f
+    assert (f["min-instances"], f["max-instances"], f["concurrency"]) == ("0", "1", "1")
+    assert f["timeout"] == "120s"
+    assert "set-secrets" not in f  # no secret without SECRETS or TWILIO_AUTH_TOKEN_SECRET
+    api_env = env_vars(deploy_of(commands, "sms-api"))
+    assert env_vars(sweeper) == {**{k: api_env[k] for k in SHARED_ENV}, "THREADS": "1"}
+    # Neither function, nor anything else, is opened to everyone by a binding.
+    assert not any(
+        p in w for c in commands for w in c for p in ("allUsers", "allAuthenticatedUsers")
+    )
+
+
+def test_dry_run_runs_the_steps_in_order() -> None:
+    """APIs, database, indexes, accounts, bindings, functions, invoker, job, URL."""
+    commands = dry_run(**TWILIO)
+    steps = [
+        position(commands, "gcloud", "services", "enable"),
+        position(commands, "gcloud", "firestore", "databases", "create"),
+        position(commands, "gcloud", "firestore", "indexes", "composite", "create"),
+        position(commands, "gcloud", "firestore", "fields", "ttls", "update")
+        + position(commands, "gcloud", "firestore", "indexes", "fields", "update"),
+        position(commands, "gcloud", "iam", "service-accounts", "create"),
+        position(commands, "gcloud", "projects", "add-iam-policy-binding")
+        + position(commands, "gcloud", "secrets", "add-iam-policy-binding"),
+        [commands.index(deploy_of(commands, "sms-api"))],
+        [commands.index(deploy_of(commands, "sms-sweeper"))],
+        position(commands, "gcloud", "functions", "add-invoker-policy-binding"),
+        position(commands, "gcloud", "functions", "describe", "sms-sweeper"),
+        position(commands, "gcloud", "scheduler", "jobs", "create", "http"),
+        position(commands, "gcloud", "functions", "describe", "sms-api"),
+    ]
+    assert all(steps), steps
+    for before, after in itertools.pairwise(steps):
+        assert max(before) < min(after), (before, after)
+    # Nothing else is run.
+    assert sorted(n for step in steps for n in step) == list(range(len(commands)))
+
+
+def test_dry_run_schedules_the_sweeper_as_its_invoker() -> None:
+    commands = dry_run()
+    describe = only(commands, "gcloud", "functions", "describe", "sms-sweeper")
+    assert flags(describe)["format"] == "value(serviceConfig.uri)"
+    assert flags(describe)["region"] == "us-central1"
+    job = only(commands, "gcloud", "scheduler", "jobs", "create", "http")
+    assert positionals(job, 5) == ["sms-sweep"]
+    f = flags(job)
+    assert f["location"] == "us-central1"
+    assert f["schedule"] == "* * * * *"
+    assert f["http-method"] == "POST"
+    # The URL the describe gives (a placeholder here) is both the target and the audience of
+    # the OIDC token, which the scheduler's account mints.
+    assert f["uri"] == f["oidc-token-audience"] == SWEEPER_URL_PLACEHOLDER
+    assert f["oidc-service-account-email"] == INVOKER_EMAIL
+    assert f["attempt-deadline"] == "120s"  # as long as a sweep may run
+    assert f["project"] == FAKE_PROJECT
+    assert "oauth-service-account-email" not in f
+    assert not starting(commands, "gcloud", "scheduler", "jobs", "update")  # nothing exists
 
 
 def test_dry_run_applies_the_ttl_policy_and_the_index_exemptions() -> None:
@@ -244,16 +412,34 @@ def test_dry_run_applies_the_ttl_policy_and_the_index_exemptions() -> None:
     assert all(commands.index(database) < commands.index(c) for c in ttls + exemptions)
 
 
+def test_the_sweepers_query_has_its_composite_index(tmp_path: Path) -> None:
+    """messages of every tenant: status in [queued, sending], claimed_at <= T, by claimed_at."""
+    result = helpers('firestore_plan "$ROOT/firestore.indexes.json"\n', tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = [line.split("\x1f") for line in result.stdout.splitlines()]
+    sweep_index = [
+        "--collection-group=messages",
+        "--query-scope=collection-group",
+        "--field-config=field-path=status,order=ascending",
+        "--field-config=field-path=claimed_at,order=ascending",
+    ]
+    assert ["index", *sweep_index] in plan
+    # Fields never queried are exempt; the queried ones keep their single-field indexes, and
+    # carrier_ids, looked up by id only, needs nothing.
+    assert ["noindex", "text", "--collection-group=messages"] in plan
+    assert ["noindex", "status_history", "--collection-group=messages"] in plan
+    unindexed = {step[1] for step in plan if step[0] == "noindex" and step[2].endswith("=messages")}
+    assert not unindexed & {"status", "claimed_at", "created_at"}
+    assert not [step for step in plan if "--collection-group=carrier_ids" in step]
+
+    composite = only(dry_run(), "gcloud", "firestore", "indexes", "composite", "create")
+    assert composite[5:] == [*sweep_index, "--database=(default)", f"--project={FAKE_PROJECT}"]
+
+
 def test_dry_run_never_calls_gcloud(tmp_path: Path) -> None:
     """Existence checks are skipped: a gcloud that fails loudly is never reached."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    called = tmp_path / "gcloud-was-called"
-    fake = bin_dir / "gcloud"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {shlex.quote(str(called))}\nexit 97\n')
-    fake.chmod(0o755)
-    env = script_env(PROJECT=FAKE_PROJECT)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env, called = gcloud_stand_in(tmp_path, "exit 97")
+    env.update(TWILIO, PROJECT=FAKE_PROJECT)
     result = deploy_sh("--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert not called.exists(), called.read_text()
@@ -296,13 +482,12 @@ def test_environment_overrides_change_the_commands() -> None:
     ):
         assert flags(c)["database"] == "sms-staging"
 
-    account = only(commands, "gcloud", "iam", "service-accounts", "create")
+    account = starting(commands, "gcloud", "iam", "service-accounts", "create")[0]
     assert positionals(account, 4) == ["sms-staging"]
-    binding = only(commands, "gcloud", "projects", "add-iam-policy-binding")
+    binding = starting(commands, "gcloud", "projects", "add-iam-policy-binding")[0]
     assert flags(binding)["member"] == f"serviceAccount:{email}"
 
-    deploy = only(commands, "gcloud", "functions", "deploy")
-    assert positionals(deploy, 3) == ["sms-api-staging"]
+    deploy = deploy_of(commands, "sms-api-staging")
     f = flags(deploy)
     assert (f["region"], f["service-account"]) == ("europe-west1", email)
     assert (f["memory"], f["cpu"], f["timeout"]) == ("1Gi", "2", "30s")
@@ -314,8 +499,21 @@ def test_environment_overrides_change_the_commands() -> None:
         "SMS_FIRESTORE_TIMEOUT_SECONDS": "2.5",
         "SMS_ID_BLOCK_SIZE": "200",
         "THREADS": "16",
+        "SMS_CARRIER": "log",
+        "SMS_PUBLIC_BASE_URL": "https://europe-west1-other-project.cloudfunctions.net/sms-api-staging",
+        "SMS_SWEEP_AFTER_SECONDS": "60",
     }
-    describe = only(commands, "gcloud", "functions", "describe")
+    # The sweeper follows the region, the project and the database, and sizes its instance
+    # like the API's; the rest of its settings are its own.
+    sweeper = deploy_of(commands, "sms-sweeper")
+    s = flags(sweeper)
+    assert (s["region"], s["project"]) == ("europe-west1", "other-project")
+    assert (s["memory"], s["cpu"], s["timeout"]) == ("1Gi", "2", "120s")
+    assert (s["min-instances"], s["max-instances"], s["concurrency"]) == ("0", "1", "1")
+    assert {k: v for k, v in env_vars(sweeper).items() if k in SHARED_ENV} == {
+        k: v for k, v in env_vars(deploy).items() if k in SHARED_ENV
+    }
+    describe = starting(commands, "gcloud", "functions", "describe")[-1]
     assert positionals(describe, 3) == ["sms-api-staging"]
     assert flags(describe)["region"] == "europe-west1"
 
@@ -329,7 +527,9 @@ def test_secrets_are_set_and_each_secret_readable_by_the_function() -> None:
     secrets = "WEBHOOK_TOKEN=webhook-token:latest,OTHER=projects/vault-project/secrets/shared:3"
     commands = dry_run(SECRETS=secrets)
     assert "secretmanager.googleapis.com" in only(commands, "gcloud", "services", "enable")
-    assert flags(only(commands, "gcloud", "functions", "deploy"))["set-secrets"] == secrets
+    assert flags(deploy_of(commands, "sms-api"))["set-secrets"] == secrets
+    # SECRETS are the API's alone.
+    assert "set-secrets" not in flags(deploy_of(commands, "sms-sweeper"))
     grants = starting(commands, "gcloud", "secrets", "add-iam-policy-binding")
     assert sorted((c[3], flags(c)["project"]) for c in grants) == [
         ("shared", "vault-project"),
@@ -338,20 +538,54 @@ def test_secrets_are_set_and_each_secret_readable_by_the_function() -> None:
     for c in grants:
         assert flags(c)["role"] == "roles/secretmanager.secretAccessor"
         assert flags(c)["member"] == f"serviceAccount:{SA_EMAIL}"
-    # The project-wide grant is still the single datastore.user one.
-    assert len(starting(commands, "gcloud", "projects", "add-iam-policy-binding")) == 1
+    # The project-wide grants are still the datastore.user ones, of the API and the sweeper.
+    assert len(starting(commands, "gcloud", "projects", "add-iam-policy-binding")) == 2
 
 
 def test_build_service_account_is_passed_in_the_form_gcloud_wants() -> None:
-    deploy = only(
-        dry_run(BUILD_SERVICE_ACCOUNT=f"builder@{FAKE_PROJECT}.iam.gserviceaccount.com"),
-        "gcloud",
-        "functions",
-        "deploy",
+    commands = dry_run(BUILD_SERVICE_ACCOUNT=f"builder@{FAKE_PROJECT}.iam.gserviceaccount.com")
+    deploys = starting(commands, "gcloud", "functions", "deploy")
+    assert len(deploys) == 2
+    for deploy in deploys:  # both functions are built alike
+        assert flags(deploy)["build-service-account"] == (
+            f"projects/{FAKE_PROJECT}/serviceAccounts/builder@{FAKE_PROJECT}.iam.gserviceaccount.com"
+        )
+
+
+def test_sweeper_and_schedule_settings_change_the_commands() -> None:
+    commands = dry_run(
+        REGION="europe-west1",
+        SWEEPER_FUNCTION_NAME="sweeper-staging",
+        SWEEPER_SERVICE_ACCOUNT="sweeper-staging",
+        SWEEPER_TIMEOUT="90s",
+        SCHEDULER_SERVICE_ACCOUNT="sweep-caller",
+        SWEEP_JOB="sweep-staging",
+        SWEEP_SCHEDULE="*/5 * * * *",
+        SCHEDULER_LOCATION="europe-west3",
+        SMS_SWEEP_AFTER_SECONDS="0",
     )
-    assert flags(deploy)["build-service-account"] == (
-        f"projects/{FAKE_PROJECT}/serviceAccounts/builder@{FAKE_PROJECT}.iam.gserviceaccount.com"
-    )
+    sweeper_email = f"sweeper-staging@{FAKE_PROJECT}.iam.gserviceaccount.com"
+    invoker_email = f"sweep-caller@{FAKE_PROJECT}.iam.gserviceaccount.com"
+    creates = starting(commands, "gcloud", "iam", "service-accounts", "create")
+    assert [c[4] for c in creates] == ["sms-api", "sweeper-staging", "sweep-caller"]
+    sweeper = deploy_of(commands, "sweeper-staging")
+    assert flags(sweeper)["service-account"] == sweeper_email
+    assert flags(sweeper)["timeout"] == "90s"
+    assert flags(sweeper)["region"] == "europe-west1"
+    assert env_vars(sweeper)["SMS_SWEEP_AFTER_SECONDS"] == "0"
+    assert env_vars(deploy_of(commands, "sms-api"))["SMS_SWEEP_AFTER_SECONDS"] == "0"
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding")
+    assert positionals(invoker, 3) == ["sweeper-staging"]
+    assert flags(invoker)["member"] == f"serviceAccount:{invoker_email}"
+    describe = only(commands, "gcloud", "functions", "describe", "sweeper-staging")
+    assert flags(describe)["region"] == "europe-west1"
+    job = only(commands, "gcloud", "scheduler", "jobs", "create", "http")
+    assert positionals(job, 5) == ["sweep-staging"]
+    f = flags(job)
+    assert (f["location"], f["schedule"]) == ("europe-west3", "*/5 * * * *")
+    assert f["oidc-service-account-email"] == invoker_email
+    assert f["attempt-deadline"] == "90s"
+    assert f["uri"] == "https://<URL of sweeper-staging, printed by the describe above>"
 
 
 def test_composite_indexes_and_field_indexes_of_a_non_empty_file(tmp_path: Path) -> None:
@@ -472,6 +706,87 @@ def test_an_index_file_gcloud_cannot_apply_stops_before_any_command(
     assert commands_of(result.stdout) == []
 
 
+# ---- the carrier --------------------------------------------------------------------------
+
+
+def test_twilio_settings_reach_both_functions_and_the_token_is_a_secret() -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, **TWILIO)
+    assert result.returncode == 0, result.stderr
+    commands = commands_of(result.stdout)
+    assert "secretmanager.googleapis.com" in only(commands, "gcloud", "services", "enable")
+    api, sweeper = deploy_of(commands, "sms-api"), deploy_of(commands, "sms-sweeper")
+    carrier = {
+        "SMS_CARRIER": "twilio",
+        "TWILIO_ACCOUNT_SID": "AC123",
+        "SMS_PUBLIC_BASE_URL": DEFAULT_PUBLIC_URL,
+        "SMS_SWEEP_AFTER_SECONDS": "60",
+    }
+    for deploy in (api, sweeper):
+        env = env_vars(deploy)
+        assert carrier.items() <= env.items()
+        # The token is never a plain variable; optional settings stay unset.
+        assert "TWILIO_AUTH_TOKEN" not in env
+        assert not {"TWILIO_API_BASE_URL", "TWILIO_MESSAGING_SERVICE_SID"} & env.keys()
+        assert flags(deploy)["set-secrets"] == "TWILIO_AUTH_TOKEN=twilio-auth-token:latest"
+    assert {
+        k: v for k, v in env_vars(api).items() if k not in ("SMS_ID_BLOCK_SIZE", "THREADS")
+    } == {k: v for k, v in env_vars(sweeper).items() if k != "THREADS"}
+    # Each function's account may read that secret, and only the functions' accounts.
+    grants = starting(commands, "gcloud", "secrets", "add-iam-policy-binding")
+    assert [(c[3], flags(c)["member"]) for c in grants] == [
+        ("twilio-auth-token", f"serviceAccount:{SA_EMAIL}"),
+        ("twilio-auth-token", f"serviceAccount:{SWEEPER_EMAIL}"),
+    ]
+    for grant in grants:
+        assert flags(grant)["role"] == "roles/secretmanager.secretAccessor"
+        assert flags(grant)["project"] == FAKE_PROJECT
+        assert flags(grant)["condition"] == "None"
+    # The URLs to give Twilio are printed, under SMS_PUBLIC_BASE_URL.
+    assert f"{DEFAULT_PUBLIC_URL}/apps/api/v1/sms/status" in result.stdout
+    assert f"{DEFAULT_PUBLIC_URL}/apps/api/v1/sms/inbound" in result.stdout
+    assert "A message comes in" in result.stdout
+
+
+def test_optional_twilio_settings_and_a_secret_of_another_project() -> None:
+    commands = dry_run(
+        **{**TWILIO, "TWILIO_AUTH_TOKEN_SECRET": "projects/vault-project/secrets/twilio"},
+        TWILIO_MESSAGING_SERVICE_SID="MG456",
+        TWILIO_API_BASE_URL="https://twilio-stand-in.example.com",
+        SMS_PUBLIC_BASE_URL="https://sms.example.com/",
+        SMS_SWEEP_AFTER_SECONDS="90.5",
+        SECRETS="WEBHOOK_TOKEN=webhook-token:2",
+    )
+    api, sweeper = deploy_of(commands, "sms-api"), deploy_of(commands, "sms-sweeper")
+    expected = {
+        "TWILIO_MESSAGING_SERVICE_SID": "MG456",
+        "TWILIO_API_BASE_URL": "https://twilio-stand-in.example.com",
+        "SMS_PUBLIC_BASE_URL": "https://sms.example.com",  # without its trailing slash
+        "SMS_SWEEP_AFTER_SECONDS": "90.5",
+    }
+    token = "TWILIO_AUTH_TOKEN=projects/vault-project/secrets/twilio:latest"
+    assert expected.items() <= env_vars(api).items()
+    assert expected.items() <= env_vars(sweeper).items()
+    # SECRETS are the API's; the token is both functions'.
+    assert flags(api)["set-secrets"] == f"WEBHOOK_TOKEN=webhook-token:2,{token}"
+    assert flags(sweeper)["set-secrets"] == token
+    grants = starting(commands, "gcloud", "secrets", "add-iam-policy-binding")
+    assert sorted((c[3], flags(c)["project"], flags(c)["member"]) for c in grants) == [
+        ("twilio", "vault-project", f"serviceAccount:{SA_EMAIL}"),
+        ("twilio", "vault-project", f"serviceAccount:{SWEEPER_EMAIL}"),
+        ("webhook-token", FAKE_PROJECT, f"serviceAccount:{SA_EMAIL}"),
+    ]
+
+
+def test_the_log_carrier_may_still_be_given_a_token() -> None:
+    """The auth token without Twilio: mapped and readable as well (e.g. ahead of a switch)."""
+    commands = dry_run(TWILIO_AUTH_TOKEN_SECRET="twilio-auth-token")
+    for name in ("sms-api", "sms-sweeper"):
+        deploy = deploy_of(commands, name)
+        assert env_vars(deploy)["SMS_CARRIER"] == "log"
+        assert flags(deploy)["set-secrets"] == "TWILIO_AUTH_TOKEN=twilio-auth-token:latest"
+    assert len(starting(commands, "gcloud", "secrets", "add-iam-policy-binding")) == 2
+
+
 # ---- refusals and help --------------------------------------------------------------------
 
 
@@ -504,6 +819,59 @@ def test_bad_settings_are_refused_before_any_command(name: str, value: str) -> N
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"SMS_CARRIER": "sns"}, "SMS_CARRIER"),
+        ({"SMS_CARRIER": "Twilio"}, "SMS_CARRIER"),
+        ({"SMS_SWEEP_AFTER_SECONDS": "-1"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_SWEEP_AFTER_SECONDS": "soon"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_PUBLIC_BASE_URL": "sms.example.com"}, "SMS_PUBLIC_BASE_URL"),
+        ({"SMS_PUBLIC_BASE_URL": "https://sms.example.com/a,b"}, "SMS_PUBLIC_BASE_URL"),
+        ({"TWILIO_API_BASE_URL": "ftp://twilio.example.com"}, "TWILIO_API_BASE_URL"),
+        ({"TWILIO_ACCOUNT_SID": "AC1,X=2"}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_MESSAGING_SERVICE_SID": "MG 1"}, "TWILIO_MESSAGING_SERVICE_SID"),
+        ({"TWILIO_AUTH_TOKEN_SECRET": "twilio-auth-token:3"}, "TWILIO_AUTH_TOKEN_SECRET"),
+        ({"TWILIO_AUTH_TOKEN_SECRET": "projects/p/secrets"}, "TWILIO_AUTH_TOKEN_SECRET"),
+        (
+            {"TWILIO_AUTH_TOKEN_SECRET": "tok", "SECRETS": "TWILIO_AUTH_TOKEN=other:1"},
+            "TWILIO_AUTH_TOKEN_SECRET",
+        ),
+        ({"SECRETS": "NO_VERSION=webhook-token"}, "SECRETS"),
+        ({"SWEEPER_FUNCTION_NAME": "sms-api"}, "SWEEPER_FUNCTION_NAME"),
+        ({"SWEEPER_SERVICE_ACCOUNT": "sms-api"}, "SWEEPER_SERVICE_ACCOUNT"),
+        ({"SWEEPER_SERVICE_ACCOUNT": "Sweeper"}, "SWEEPER_SERVICE_ACCOUNT"),
+        ({"SCHEDULER_SERVICE_ACCOUNT": "sms-sweeper"}, "SCHEDULER_SERVICE_ACCOUNT"),
+        ({"SCHEDULER_SERVICE_ACCOUNT": "sms-api"}, "SCHEDULER_SERVICE_ACCOUNT"),
+        ({"SWEEP_SCHEDULE": "every 1 minutes"}, "SWEEP_SCHEDULE"),
+        ({"SWEEP_SCHEDULE": "* * * *"}, "SWEEP_SCHEDULE"),
+        ({"SWEEP_JOB": "sms sweep"}, "SWEEP_JOB"),
+    ],
+)
+def test_bad_carrier_and_sweeper_settings_are_refused_before_any_command(
+    settings: dict[str, str], named: str
+) -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, **settings)
+    assert result.returncode == 2, result.stdout
+    assert named in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("missing", ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN_SECRET"])
+@pytest.mark.parametrize("args", [("--dry-run",), ()])
+def test_twilio_without_its_account_or_token_is_refused_before_any_command(
+    tmp_path: Path, missing: str, args: tuple[str, ...]
+) -> None:
+    """Even for real: the stand-in gcloud on the PATH is never called."""
+    env, calls = gcloud_stand_in(tmp_path, "exit 97")
+    env.update({k: v for k, v in TWILIO.items() if k != missing}, PROJECT=FAKE_PROJECT)
+    result = deploy_sh(*args, env=env)
+    assert result.returncode == 2
+    assert f"SMS_CARRIER=twilio needs {missing}" in result.stderr
+    assert result.stdout == ""
+    assert not calls.exists(), calls.read_text()
+
+
 def test_unknown_argument_is_refused() -> None:
     result = deploy_sh("--dryrun", PROJECT=FAKE_PROJECT)
     assert result.returncode == 2
@@ -519,6 +887,23 @@ def test_help_explains_the_options_and_every_setting(flag: str) -> None:
     for name in SETTINGS:
         assert name in result.stdout, name
     assert "roles/datastore.user" in result.stdout
+
+
+def test_readme_explains_every_setting_the_carrier_and_the_sweeper() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for name in SETTINGS:
+        assert f"`{name}`" in readme, name
+    for text in (
+        "gcloud secrets create twilio-auth-token --data-file=-",
+        "/apps/api/v1/sms/status",
+        "/apps/api/v1/sms/inbound",
+        "A message comes in",
+        "HTTP POST",
+        "--no-allow-unauthenticated",
+        "sms-sweeper-invoker",
+        "python -m sms.admin --project=my-project sweep",
+    ):
+        assert text in readme, text
 
 
 def test_script_is_executable_bash() -> None:
@@ -563,6 +948,7 @@ def test_gcloud_accepts_every_printed_command(tmp_path: Path) -> None:
         json.dumps(
             {
                 "indexes": [
+                    *declared()["indexes"],
                     {
                         "collectionGroup": "chats",
                         "queryScope": "COLLECTION_GROUP",
@@ -570,7 +956,7 @@ def test_gcloud_accepts_every_printed_command(tmp_path: Path) -> None:
                             {"fieldPath": "status", "order": "ASCENDING"},
                             {"fieldPath": "tags", "arrayConfig": "CONTAINS"},
                         ],
-                    }
+                    },
                 ],
                 "fieldOverrides": [
                     *declared()["fieldOverrides"],
@@ -587,8 +973,19 @@ def test_gcloud_accepts_every_printed_command(tmp_path: Path) -> None:
         FIRESTORE_INDEXES_FILE=str(index_file),
         SECRETS="WEBHOOK_TOKEN=webhook-token:latest",
         BUILD_SERVICE_ACCOUNT=f"builder@{FAKE_PROJECT}.iam.gserviceaccount.com",
+        **{**TWILIO, "TWILIO_AUTH_TOKEN_SECRET": "projects/vault-project/secrets/twilio"},
+        TWILIO_MESSAGING_SERVICE_SID="MG456",
+        TWILIO_API_BASE_URL="https://twilio-stand-in.example.com",
     )
-    assert len(commands) >= 12
+    assert len(commands) >= 20
+    # And the update a second run makes of the scheduler job: the same flags, with the URL
+    # gcloud gives (test_a_second_run_keeps_what_exists_and_updates_the_job).
+    job = only(commands, "gcloud", "scheduler", "jobs", "create", "http")
+    url = "https://sms-sweeper-abc123-uc.a.run.app"
+    commands.append(
+        ["gcloud", "scheduler", "jobs", "update", "http"]
+        + [w.replace(SWEEPER_URL_PLACEHOLDER, url) for w in job[5:]]
+    )
     env = offline_gcloud_env(tmp_path / "gcloud-config")
 
     def attempt(command: list[str]) -> tuple[list[str], int, str]:
@@ -683,6 +1080,68 @@ def test_fields_already_configured_are_left_alone(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         f"{name}={'yes' if done else 'no'}" for name, (_, _, done) in cases.items()
     ]
+
+
+# A project where everything exists: the database (Native mode), the accounts, the fields as
+# firestore.indexes.json wants them, the functions (at run.app URLs) and, unless NO_JOB is
+# set, the scheduler job. Every other call succeeds and prints nothing.
+EXISTING_PROJECT = """case "$1 $2 $3" in
+  "firestore databases describe") echo FIRESTORE_NATIVE ;;
+  "firestore indexes fields")
+    [ "$4" != describe ] || echo '{"ttlConfig": {"state": "ACTIVE"}, "indexConfig": {}}' ;;
+  "functions describe "*) echo "https://$3-abc123-uc.a.run.app" ;;
+  "scheduler jobs describe") [ -z "$NO_JOB" ] || exit 1 ;;
+esac
+exit 0"""
+
+
+@pytest.mark.parametrize("job_exists", [True, False])
+def test_a_second_run_keeps_what_exists_and_updates_the_job(
+    tmp_path: Path, job_exists: bool
+) -> None:
+    env, calls = gcloud_stand_in(tmp_path, EXISTING_PROJECT)
+    env.update(TWILIO, PROJECT=FAKE_PROJECT)
+    if not job_exists:
+        env["NO_JOB"] = "1"
+    result = deploy_sh(env=env)
+    assert result.returncode == 0, result.stderr
+    changes = [c for c in calls_of(calls) if "describe" not in c[:4]]
+    verb = "update" if job_exists else "create"
+    assert [c[:3] for c in changes] == [
+        ["services", "enable", "cloudfunctions.googleapis.com"],
+        ["firestore", "indexes", "composite"],  # always tried: "already exists" is fine
+        ["projects", "add-iam-policy-binding", FAKE_PROJECT],
+        ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
+        ["projects", "add-iam-policy-binding", FAKE_PROJECT],
+        ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
+        ["functions", "deploy", "sms-api"],
+        ["functions", "deploy", "sms-sweeper"],
+        ["functions", "add-invoker-policy-binding", "sms-sweeper"],
+        ["scheduler", "jobs", verb],
+    ]
+    assert [flags(c).get("member") for c in changes[2:6]] == [
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+    ]
+    assert flags(changes[8])["member"] == f"serviceAccount:{INVOKER_EMAIL}"
+    # The job gets the flags of the dry run, with the URL gcloud gave for the sweeper.
+    sweeper_url = "https://sms-sweeper-abc123-uc.a.run.app"
+    planned = only(dry_run(**TWILIO), "gcloud", "scheduler", "jobs", "create", "http")
+    assert changes[-1] == [
+        "scheduler",
+        "jobs",
+        verb,
+        "http",
+        *(w.replace(SWEEPER_URL_PLACEHOLDER, sweeper_url) for w in planned[5:]),
+    ]
+    # Nothing the first run created is created again.
+    assert "databases create" not in result.stderr
+    assert "service-accounts create" not in result.stderr
+    assert "exists (Native mode), kept" in result.stderr
+    assert "Function URL:     https://sms-api-abc123-uc.a.run.app" in result.stdout
+    assert f"Sweeper:          {sweeper_url}" in result.stdout
 
 
 # ---- what gcloud uploads ------------------------------------------------------------------
