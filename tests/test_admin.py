@@ -343,3 +343,22 @@ def test_a_sweep_refuses_a_carrier_it_does_not_know(admin: Admin) -> None:
 
     assert status == 2
     assert "SMS_CARRIER must be one of log, twilio" in err
+
+
+def test_a_sweep_against_a_real_project_refuses_the_log_carrier(db: firestore.Client) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("FIRESTORE_EMULATOR_HOST", "SMS_CARRIER")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sms.admin", "--project", "some-project", "sweep"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "SMS_CARRIER is 'log', which sends nothing" in done.stderr
+    assert done.stdout == ""

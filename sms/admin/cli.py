@@ -419,19 +419,36 @@ def opt_outs_remove(store: ConfigStore, args: argparse.Namespace) -> Any:
     return {"tenant": tenant_id, "opted_in": e164}
 
 
+def _sweep_settings(args: argparse.Namespace) -> None:
+    """The function's settings for a sweep, checked before anything connects."""
+    try:
+        config = dataclasses.replace(
+            Settings.from_env(), project=args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        )
+        if config.carrier == "twilio":
+            from sms import carriers  # noqa: PLC0415 only this command sends
+
+            carriers.from_settings(config)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+    if config.carrier == "log" and not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        # The log carrier sends nothing: on a real project, a sweep would record unsent
+        # messages as sent.
+        raise Invalid(
+            "SMS_CARRIER is 'log', which sends nothing: set SMS_CARRIER=twilio and the "
+            "TWILIO_* variables the function runs with (the sweep may send SMS)"
+        )
+    args.settings = config
+
+
 def sweep(store: ConfigStore, args: argparse.Namespace) -> Any:
     """Settle the messages senders left unsettled, as the sms_sweeper target does."""
     from sms import api, carriers  # noqa: PLC0415 only this command sends
     from sms.repository import FirestoreStore  # noqa: PLC0415
 
-    try:
-        config = dataclasses.replace(
-            Settings.from_env(), project=args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        )
-        carrier = carriers.from_settings(config)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from exc
-    sweeper = api.build_sweeper(config, FirestoreStore.on_client(store.client, config), carrier)
+    config: Settings = args.settings
+    store_ = FirestoreStore.on_client(store.client, config)
+    sweeper = api.build_sweeper(config, store_, carriers.from_settings(config))
     with contextlib.redirect_stdout(sys.stderr):  # its log lines; the report goes to stdout
         settled = sweeper.sweep()
     return api.sweep_report(settled)
@@ -571,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Settle the messages a crashed or timed-out sender left queued or sending "
         "(SMS_SWEEP_AFTER_SECONDS old), as the sms_sweeper function does; prints what it did."
     )
-    groups.add_parser("sweep", help=text, description=text).set_defaults(run=sweep)
+    groups.add_parser("sweep", help=text, description=text).set_defaults(
+        run=sweep, before=_sweep_settings
+    )
     return parser
 
 
@@ -591,6 +610,8 @@ def main(argv: Sequence[str] | None = None, client: firestore.Client | None = No
     """Run one command; the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "before"):
+            args.before(args)
         store = ConfigStore(client or _client(args))
         result = args.run(store, args)
     except Invalid as exc:
