@@ -39,6 +39,14 @@ def name() -> str:
     return f"op{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(autouse=True)
+def _numbers_free(db: firestore.Client) -> None:
+    """One tenant per number: each test's tenant takes the seed's numbers afresh."""
+    numbers = ("+16285550199", "+16285550198", "+16042531234")
+    for number in (*numbers, *(f"+162855501{n}" for n in range(42, 46))):
+        db.document(f"numbers/{number}").delete()
+
+
 def configure(admin: Admin, name: str) -> str:
     """A tenant as a new operator sets it up; the token the command line printed."""
     assert admin("tenants", "create", name)[0] == 0
@@ -362,3 +370,62 @@ def test_a_sweep_against_a_real_project_refuses_the_log_carrier(db: firestore.Cl
     assert done.returncode == 2
     assert "SMS_CARRIER is 'log', which sends nothing" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_number_is_indexed_for_its_tenant_and_refused_to_any_other(
+    admin: Admin, name: str, db: firestore.Client
+) -> None:
+    other = name + "b"
+    assert admin("tenants", "create", name)[0] == 0
+    assert admin("tenants", "create", other)[0] == 0
+    assert admin("numbers", "add", name, "(628) 555-0142")[0] == 0
+    assert db.document("numbers/+16285550142").get().to_dict() == {"tenant": name}
+    before = count_documents(db, other)
+
+    status, _, err = admin("numbers", "add", other, "+1 628 555 0142")
+
+    assert status == 1
+    assert f"+16285550142 belongs to tenant {name!r}" in err
+    assert "nothing was written" in err
+    assert count_documents(db, other) == before
+    assert db.document("numbers/+16285550142").get().to_dict() == {"tenant": name}
+
+
+def test_removing_a_number_frees_it_for_another_tenant(
+    admin: Admin, name: str, db: firestore.Client
+) -> None:
+    other = name + "b"
+    admin("tenants", "create", name)
+    admin("tenants", "create", other)
+    admin("numbers", "add", name, "+16285550143")
+
+    assert admin("numbers", "remove", name, "+16285550143")[0] == 0
+    assert not db.document("numbers/+16285550143").get().exists
+    assert admin("numbers", "add", other, "+16285550143")[0] == 0
+    assert db.document("numbers/+16285550143").get().to_dict() == {"tenant": other}
+
+
+def test_reindex_indexes_existing_numbers_reports_conflicts_and_is_safe_to_run_twice(
+    admin: Admin, name: str, db: firestore.Client
+) -> None:
+    other = name + "b"
+    for tenant in (name, other):
+        admin("tenants", "create", tenant)
+    # Numbers configured before the index existed: outbound_numbers entries only.
+    for tenant, number in ((name, "+16285550144"), (name, "+16285550145"), (other, "+16285550145")):
+        db.document(f"tenants/{tenant}/outbound_numbers/{number}").set({"sms_enabled": True})
+
+    status, report, err = admin("numbers", "reindex", name)
+    assert status == 0
+    assert report["indexed"] == [
+        {"tenant": name, "number": "+16285550144"},
+        {"tenant": name, "number": "+16285550145"},
+    ]
+    status, report, err = admin("numbers", "reindex", other)
+    assert status == 1
+    assert report["conflicts"] == [{"tenant": other, "number": "+16285550145", "held_by": name}]
+    assert "held by another tenant" in err
+
+    status, report, _ = admin("numbers", "reindex", name)
+    assert (status, report["indexed"], len(report["already"])) == (0, [], 2)
+    assert db.document("numbers/+16285550145").get().to_dict() == {"tenant": name}

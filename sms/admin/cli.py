@@ -222,7 +222,7 @@ def numbers_add(store: ConfigStore, args: argparse.Namespace) -> Any:
     allowed = _allowed_regions(store.require_tenant(tenant_id))
     e164 = number(args.number, allowed)
     data = {"sms_enabled": not args.disabled}
-    store.create(store.number(tenant_id, e164), data, f"outbound number {e164}")
+    store.add_number(tenant_id, e164, data)
     return {"tenant": tenant_id, "number": e164, **data}
 
 
@@ -236,8 +236,24 @@ def numbers_remove(store: ConfigStore, args: argparse.Namespace) -> Any:
     tenant_id = subdomain(args.subdomain)
     allowed = _allowed_regions(store.require_tenant(tenant_id))
     e164 = number(args.number, allowed)
-    store.remove(store.number(tenant_id, e164), f"outbound number {e164}")
+    store.remove_number(tenant_id, e164)
     return {"tenant": tenant_id, "removed": e164}
+
+
+def numbers_reindex(store: ConfigStore, args: argparse.Namespace) -> Any:
+    """Write numbers/{E.164} for the numbers tenants had before the index existed."""
+    tenants = [subdomain(args.subdomain)] if args.subdomain else store.list_tenants()
+    report: dict[str, list[Any]] = {"indexed": [], "already": [], "conflicts": []}
+    for tenant_id in tenants:
+        store.require_tenant(tenant_id)
+        for e164, _ in sorted(store.documents(tenant_id, "outbound_numbers")):
+            done = store.index_number(tenant_id, e164)
+            entry = {"tenant": tenant_id, "number": e164}
+            if done in ("indexed", "already"):
+                report[done].append(entry)
+            else:
+                report["conflicts"].append({**entry, "held_by": done})
+    return report
 
 
 _AGENT_FIELDS = ("agent_number", "email", "name", "first_name", "last_name", "avatar_url")
@@ -526,6 +542,13 @@ def _number_commands(actions: _Actions) -> None:
     sub.add_argument("--disabled", action="store_true", help="add it switched off")
     _command(actions, "list", numbers_list, "List a tenant's outbound numbers.", "subdomain")
     _command(actions, "remove", numbers_remove, "Remove an outbound number.", "subdomain", "number")
+    sub = _command(
+        actions,
+        "reindex",
+        numbers_reindex,
+        "Index every tenant's numbers (numbers/{E.164}) as 'add' does; safe to run again.",
+    )
+    sub.add_argument("subdomain", nargs="?", metavar="SUBDOMAIN", help="only this tenant")
 
 
 def _agent_commands(actions: _Actions) -> None:
@@ -626,4 +649,7 @@ def main(argv: Sequence[str] | None = None, client: firestore.Client | None = No
     print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
     if isinstance(result, dict) and "token" in result:
         print("The token is shown only this once: store it now.", file=sys.stderr)
+    if isinstance(result, dict) and result.get("conflicts"):
+        print("error: numbers held by another tenant were left as they are", file=sys.stderr)
+        return EXIT_STATE
     return 0

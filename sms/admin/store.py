@@ -23,6 +23,10 @@ class Exists(Exception):
     """The document the command would create exists already."""
 
 
+class HeldElsewhere(Exists):
+    """The phone number belongs to another tenant (numbers/{E.164} names it)."""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -67,6 +71,66 @@ class ConfigStore:
         if not ref.get().exists:
             raise Missing(f"{what} does not exist")
         ref.delete()
+
+    # -- numbers: the tenant's outbound_numbers entry and the index numbers/{E.164}, together
+
+    def index_owner(self, e164: str) -> str | None:
+        """The tenant numbers/{E.164} names, if any."""
+        snap = self._index(e164).get()
+        owner = (snap.to_dict() or {}).get("tenant") if snap.exists else None
+        return owner if isinstance(owner, str) else None
+
+    def add_number(self, tenant_id: str, e164: str, data: dict[str, Any]) -> None:
+        """The tenant's outbound_numbers entry and its index, in one transaction: refused if
+        the entry exists or another tenant holds the number."""
+        entry, index = self.number(tenant_id, e164), self._index(e164)
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> None:
+            held = index.get(transaction=transaction)
+            owner = (held.to_dict() or {}).get("tenant") if held.exists else None
+            if owner not in (None, tenant_id):
+                raise HeldElsewhere(f"{e164} belongs to tenant {owner!r}")
+            if entry.get(transaction=transaction).exists:
+                raise Exists(f"outbound number {e164} exists already")
+            transaction.create(entry, data)
+            transaction.set(index, {"tenant": tenant_id})
+
+        write(self._db.transaction())
+
+    def remove_number(self, tenant_id: str, e164: str) -> None:
+        """The entry, and its index where the index names this tenant."""
+        entry, index = self.number(tenant_id, e164), self._index(e164)
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> None:
+            if not entry.get(transaction=transaction).exists:
+                raise Missing(f"outbound number {e164} does not exist")
+            held = index.get(transaction=transaction)
+            transaction.delete(entry)
+            if held.exists and (held.to_dict() or {}).get("tenant") == tenant_id:
+                transaction.delete(index)
+
+        write(self._db.transaction())
+
+    def index_number(self, tenant_id: str, e164: str) -> str:
+        """Index a number the tenant already has: "indexed", "already", or the other owner."""
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> str:
+            held = self._index(e164).get(transaction=transaction)
+            owner = (held.to_dict() or {}).get("tenant") if held.exists else None
+            if owner is None:
+                transaction.set(self._index(e164), {"tenant": tenant_id})
+                return "indexed"
+            return "already" if owner == tenant_id else str(owner)
+
+        result: str = write(self._db.transaction())
+        return result
+
+    def _index(self, e164: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = self._db.collection("numbers").document(e164)
+        return ref
 
     def documents(self, tenant_id: str, collection: str) -> list[tuple[str, dict[str, Any]]]:
         docs = self._tenant(tenant_id).collection(collection).stream()

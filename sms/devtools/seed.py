@@ -24,6 +24,9 @@ class TenantSeed:
     )
     agents: dict[int, dict[str, Any]] = field(default_factory=dict)
     credential_id: str = "default"
+    # Write numbers/{E.164} for the outbound numbers too (which tenant replies to them reach);
+    # off by default, as test tenants share the seed's number.
+    index_numbers: bool = False
 
     def write(self, db: firestore.Client) -> None:
         tenant = db.collection("tenants").document(self.id)
@@ -31,6 +34,8 @@ class TenantSeed:
         batch.set(tenant, self.settings)
         for number, data in self.outbound_numbers.items():
             batch.set(tenant.collection("outbound_numbers").document(number), data)
+            if self.index_numbers:
+                batch.set(db.collection("numbers").document(number), {"tenant": self.id})
         for agent_id, data in self.agents.items():
             batch.set(tenant.collection("agents").document(str(agent_id)), data)
         batch.set(
