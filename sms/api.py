@@ -16,23 +16,27 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import flask
+import phonenumbers
 
-from sms import carriers, credentials, deadline, errors, idempotency, logs, render
+from sms import carriers, credentials, deadline, errors, idempotency, logs, phone, render
 from sms.carriers import Carrier
 from sms.carriers.log import LogCarrier
-from sms.carriers.twilio import TwilioWebhooks
+from sms.carriers.twilio import TwilioWebhooks, incoming_sms
 from sms.config import Settings, settings
 from sms.delivery import Delivery, MessageStore
 from sms.domain import MAX_ID, SUBDOMAIN, Claim, MessageRef, Tenant
 from sms.errors import ApiError
 from sms.idempotency import Idempotency, KeyStore
+from sms.replies import Replies, Reply, ReplyStore
 from sms.repository import FirestoreStore
-from sms.service import ChatSessions, OutboundSms, Store, utc_now
+from sms.service import ChatSessions, OutboundSms, utc_now
 from sms.sweeper import Settled, Sweeper
 
 SMS_PATH = "/apps/api/v1/sms"
 _SMS = re.compile(re.escape(SMS_PATH))
 _STATUS_CALLBACK = re.compile(re.escape(SMS_PATH + "/status"))
+_INBOUND = re.compile(re.escape(SMS_PATH + "/inbound"))
+EMPTY_TWIML = "<Response/>"
 # A chat id: a positive integer, of no more digits than a stored id can have.
 _CHAT = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 _TRANSCRIPT = re.compile(_CHAT.pattern + "/messages")
@@ -42,7 +46,7 @@ _MAX_INT_DIGITS = 4000  # under Python's limit on converting digits to int
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-class ApiStore(Store, KeyStore, MessageStore, Protocol):
+class ApiStore(ReplyStore, KeyStore, MessageStore, Protocol):
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
 
 
@@ -59,6 +63,14 @@ def text_response(status: int, body: str, headers: dict[str, str] | None = None)
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+def no_content() -> flask.Response:
+    """204: no body, so no Content-Type either."""
+    response = flask.Response(status=204)
+    del response.headers["Content-Type"]
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -168,12 +180,14 @@ class Api:
             store, self._delivery, deadline_seconds=deadline_seconds, lease=lease
         )
         self._chats = ChatSessions(store, deadline_seconds=deadline_seconds)
+        self._replies = Replies(store, deadline_seconds=deadline_seconds)
         self._keys = Idempotency(
             store, clock=utc_now, deadline_seconds=deadline_seconds, lease=lease
         )
         self._routes = (
             Route(_SMS, {"POST": self._send}),
             Route(_STATUS_CALLBACK, {"POST": self._status_callback}),
+            Route(_INBOUND, {"POST": self._inbound}),
             Route(_CHAT, {"GET": self._get_chat, "PATCH": self._end_chat}),
             Route(_TRANSCRIPT, {"GET": self._transcript}),
         )
@@ -275,7 +289,22 @@ class Api:
         else:
             done = self._delivery.report(report.carrier_id, report.status, report.error_code)
             logs.note(outcome=f"status_{done}")
-        return flask.Response(status=204)
+        return no_content()
+
+    def _inbound(self, request: flask.Request, _: re.Match[str], data: bytes) -> flask.Response:
+        incoming = incoming_sms(self._signed_form(request, data))
+        to_number = phone.judge(incoming.to_number, phonenumbers.SUPPORTED_REGIONS).e164
+        if to_number is None:
+            raise errors.NotFound()  # no tenant can own what is not a phone number
+        from_number = phone.judge(incoming.from_number, phonenumbers.SUPPORTED_REGIONS).e164
+        if from_number is None:
+            raise errors.BadRequest(errors.FROM_INVALID)
+        logs.note(end_user_number=logs.mask(from_number), outbound_number=logs.mask(to_number))
+        reply = Reply(incoming.carrier_id, from_number, to_number, incoming.text)
+        logs.note(outcome=f"reply_{self._replies.receive(reply)}")
+        response = flask.Response(EMPTY_TWIML, status=200, mimetype="text/xml")
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _signed_form(self, request: flask.Request, data: bytes) -> dict[str, list[str]]:
         """The form Twilio posted, if Twilio signed it (403 otherwise: nothing changes)."""

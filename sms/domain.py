@@ -14,7 +14,8 @@ DEFAULT_LANG = "en"
 DEFAULT_SESSION_TIMEOUT_SECONDS = 86400
 DEFAULT_ALLOWED_REGIONS: tuple[str, ...] = ("US",)
 
-ACTIVE_STATUSES = frozenset({"selecting", "assigned"})
+# "queued": opened by a consumer's reply, waiting for an agent (SPEC 10.5).
+ACTIVE_STATUSES = frozenset({"selecting", "assigned", "queued"})
 # The largest integer Firestore stores (int64): no stored id can be larger.
 MAX_ID = 2**63 - 1
 # A tenant's subdomain: one DNS label. Nothing else can name a tenant document.
@@ -85,6 +86,7 @@ class Chat:
     outbound_number: str
     participants: tuple[Participant, ...]
     agent: Agent | None = None
+    queued_at: dt.datetime | None = None
     assigned_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
     chat_duration: int = 0
@@ -314,3 +316,8 @@ class Plan:
     finish: Finish | None = None
     answer: Chat | None = field(default=None, repr=False)
     key: KeyCompletion | None = None
+    # An inbound message is stored once per carrier id: its carrier_ids entry is created
+    # with it (must not exist). A keyword reply opts the consumer out, or back in.
+    index_carrier_id: bool = False
+    opt_out: OptOut | None = None
+    opt_in: bool = False

@@ -51,8 +51,13 @@ IDEMPOTENCY_KEY_REUSED = "Idempotency-Key is already used for a different reques
 IDEMPOTENCY_KEY_IN_PROGRESS = "A request with this Idempotency-Key is in progress"
 CHAT_ALREADY_ENDED = "Chat is already ended"
 STATUS_MUST_BE_FINISHED = 'status must be "finished"'
-# Sending (SPEC 10.3) and the transcript (SPEC 10.5).
+# Sending (SPEC 10.3), Twilio's webhooks and the transcript (SPEC 10.5).
 SMS_NOT_SENT = "SMS could not be sent"
+MESSAGE_SID_REQUIRED = "MessageSid is required"
+MESSAGE_STATUS_REQUIRED = "MessageStatus is required"
+FROM_REQUIRED = "From is required"
+TO_REQUIRED = "To is required"
+FROM_INVALID = "From is invalid"
 LIMIT_INVALID = "limit is invalid"
 PAGE_TOKEN_INVALID = "page_token is invalid"  # noqa: S105 an error text
 

@@ -60,7 +60,7 @@ def chat_document(chat: Chat) -> dict[str, Any]:
         "chat_type": CHAT_TYPE,
         "status": chat.status,
         "created_at": timestamp(chat.created_at),
-        "queued_at": None,
+        "queued_at": timestamp(chat.queued_at),
         "assigned_at": timestamp(chat.assigned_at),
         "ends_at": timestamp(chat.ends_at),
         "wait_duration": 0,

@@ -102,7 +102,75 @@ class _UseCase:
         self._deadline_seconds = deadline_seconds
 
 
-class OutboundSms(_UseCase):
+class SessionOpener(_UseCase):
+    """What opens a session: an outbound request, or a consumer's reply (sms.replies)."""
+
+    def _new_session(
+        self,
+        tenant: Tenant,
+        consumer: str,
+        state: ConsumerState,
+        now: dt.datetime,
+        *,
+        outbound_number: str,
+        message: Callable[[int], Message],
+        agent: Agent | None = None,
+        replaces: ActiveSession | None = None,
+        finish: Finish | None = None,
+        **chat_fields: Any,
+    ) -> Plan:
+        """A new session for the consumer, its first message, and its mark (replacing
+        ``replaces``, finishing ``finish``). ``chat_fields`` set what differs from an
+        outbound session's chat."""
+        ids = self._store.take_ids
+        new_end_user = None
+        end_user = state.end_user
+        if end_user is None:
+            [end_user_id] = ids(tenant.id, "end_users", 1)
+            end_user = new_end_user = EndUser(id=end_user_id, phone_number=consumer)
+        [chat_id] = ids(tenant.id, "chats", 1)
+        participant_ids = ids(tenant.id, "participants", 2 if agent else 1)
+        participants = [
+            Participant(participant_ids[0], "end_user", connected_at=now, end_user_id=end_user.id)
+        ]
+        if agent is not None:
+            participants.append(
+                Participant(participant_ids[1], "agent", connected_at=now, user_id=agent.id)
+            )
+        chat = Chat(
+            id=chat_id,
+            lang=tenant.lang,
+            status="assigned" if agent else "selecting",
+            created_at=now,
+            end_user=end_user,
+            outbound_number=outbound_number,
+            participants=tuple(participants),
+            agent=agent,
+            assigned_at=now if agent else None,
+        )
+        chat = dataclasses.replace(chat, **chat_fields)
+        session = ActiveSession(
+            chat_id=chat_id,
+            outbound_number=outbound_number,
+            agent_ids=(agent.id,) if agent else (),
+            created_at=now,
+            last_activity_at=now,
+            written_by=_write_id(),
+        )
+        return Plan(
+            tenant_id=tenant.id,
+            consumer=consumer,
+            message=message(chat_id),
+            session=session,
+            session_version=replaces.version if replaces else None,
+            new_chat=chat,
+            new_end_user=new_end_user,
+            finish=finish,
+            answer=chat,
+        )
+
+
+class OutboundSms(SessionOpener):
     """POST /apps/api/v1/sms as a use case: the checks, the session's commit, then the send."""
 
     def __init__(
@@ -227,93 +295,73 @@ class OutboundSms(_UseCase):
         state: ConsumerState,
         now: dt.datetime,
     ) -> Plan:
-        session, chat = state.session, state.chat
-        if session is None:
-            return self._open(tenant, request, agent, state, now)
-        if chat is None or not chat.active:
-            # The mark outlived its session (ended elsewhere, or removed): replace it.
-            return self._open(tenant, request, agent, state, now, replaces=session)
-        expires_at = session.expires_at(tenant.session_timeout_seconds)
-        if now >= expires_at:
-            ended = chat.ended(expires_at)
-            finish = Finish(chat.id, ends_at=expires_at, chat_duration=ended.chat_duration)
-            return self._open(tenant, request, agent, state, now, replaces=session, finish=finish)
+        active, replaces, finish = standing(tenant, state, now)
+
+        def message(chat_id: int) -> Message:
+            return _message(chat_id, request, agent, now)
+
+        if active is None:
+            return self._new_session(
+                tenant,
+                request.end_user_number,
+                state,
+                now,
+                outbound_number=request.outbound_number,
+                message=message,
+                agent=agent,
+                replaces=replaces,
+                finish=finish,
+                out_ticket_id=request.ticket_id,
+                out_ticket_url=tenant.ticket_url(request.ticket_id),
+                chat_subtype=request.chat_subtype,
+            )
+        session, chat = active
         if (
             agent is not None
             and agent.id in session.agent_ids
             and request.outbound_number == session.outbound_number
         ):
-            return Plan(
-                tenant_id=tenant.id,
-                consumer=request.end_user_number,
-                message=_message(chat.id, request, agent, now),
-                session=dataclasses.replace(
-                    session, last_activity_at=now, written_by=_write_id(), version=None
-                ),
-                session_version=session.version,
-                answer=chat,
-            )
+            return joined(tenant.id, request.end_user_number, active, message(chat.id), now)
         raise BadRequest(errors.ACTIVE_SESSION)
 
-    def _open(
-        self,
-        tenant: Tenant,
-        request: schemas.OutboundSmsRequest,
-        agent: Agent | None,
-        state: ConsumerState,
-        now: dt.datetime,
-        *,
-        replaces: ActiveSession | None = None,
-        finish: Finish | None = None,
-    ) -> Plan:
-        ids = self._store.take_ids
-        new_end_user = None
-        end_user = state.end_user
-        if end_user is None:
-            [end_user_id] = ids(tenant.id, "end_users", 1)
-            end_user = new_end_user = EndUser(id=end_user_id, phone_number=request.end_user_number)
-        [chat_id] = ids(tenant.id, "chats", 1)
-        participant_ids = ids(tenant.id, "participants", 2 if agent else 1)
-        participants = [
-            Participant(participant_ids[0], "end_user", connected_at=now, end_user_id=end_user.id)
-        ]
-        if agent is not None:
-            participants.append(
-                Participant(participant_ids[1], "agent", connected_at=now, user_id=agent.id)
-            )
-        chat = Chat(
-            id=chat_id,
-            lang=tenant.lang,
-            status="assigned" if agent else "selecting",
-            created_at=now,
-            end_user=end_user,
-            outbound_number=request.outbound_number,
-            participants=tuple(participants),
-            agent=agent,
-            assigned_at=now if agent else None,
-            out_ticket_id=request.ticket_id,
-            out_ticket_url=tenant.ticket_url(request.ticket_id),
-            chat_subtype=request.chat_subtype,
-        )
-        session = ActiveSession(
-            chat_id=chat_id,
-            outbound_number=request.outbound_number,
-            agent_ids=(agent.id,) if agent else (),
-            created_at=now,
-            last_activity_at=now,
-            written_by=_write_id(),
-        )
-        return Plan(
-            tenant_id=tenant.id,
-            consumer=request.end_user_number,
-            message=_message(chat_id, request, agent, now),
-            session=session,
-            session_version=replaces.version if replaces else None,
-            new_chat=chat,
-            new_end_user=new_end_user,
-            finish=finish,
-            answer=chat,
-        )
+
+def standing(
+    tenant: Tenant, state: ConsumerState, now: dt.datetime
+) -> tuple[tuple[ActiveSession, Chat] | None, ActiveSession | None, Finish | None]:
+    """The consumer's active session and its chat; or, where there is none, the mark a new
+    session replaces and the session idle past its timeout that it finishes (rule 6.4)."""
+    session, chat = state.session, state.chat
+    if session is None:
+        return None, None, None
+    if chat is None or not chat.active:
+        # The mark outlived its session (ended elsewhere, or removed): replace it.
+        return None, session, None
+    expires_at = session.expires_at(tenant.session_timeout_seconds)
+    if now >= expires_at:
+        ended = chat.ended(expires_at)
+        return None, session, Finish(chat.id, ends_at=expires_at, chat_duration=ended.chat_duration)
+    return (session, chat), None, None
+
+
+def joined(
+    tenant_id: str,
+    consumer: str,
+    active: tuple[ActiveSession, Chat],
+    message: Message,
+    now: dt.datetime,
+) -> Plan:
+    """A message joins the consumer's active session, which counts as activity."""
+    session, chat = active
+    return Plan(
+        tenant_id=tenant_id,
+        consumer=consumer,
+        message=message,
+        session=dataclasses.replace(
+            session, last_activity_at=now, written_by=_write_id(), version=None
+        ),
+        session_version=session.version,
+        answer=chat,
+    )
 
 
 def _note_sent(plan: Plan) -> None:

@@ -780,11 +780,11 @@ def test_only_the_tenants_credentials_get_past_authentication(
 def route_of_this_phase(
     route: str, method: str, authenticated: bool, response: Any, answer: Any
 ) -> bool:
-    """Checks the answer if the path is Twilio's status callback or a transcript."""
+    """Checks the answer if the path is one of Twilio's webhooks or a transcript."""
     status = response.status_code
     allowed = [m.strip() for m in response.headers.get("Allow", "").split(",")]
     transcript = re.fullmatch(r"/apps/api/v1/chats/([^/]+)/messages", route)
-    if route == SMS_PATH + "/status":  # signed by Twilio, never authenticated
+    if route in (SMS_PATH + "/status", SMS_PATH + "/inbound"):  # signed by Twilio
         if method != "POST":
             assert (status, allowed) == (405, ["POST"])
         else:
@@ -813,6 +813,7 @@ def route_of_this_phase(
 @example(path="/favicon.ico", method="HEAD", authenticated=False)
 @example(path=SMS_PATH + "/status", method="POST", authenticated=True)
 @example(path=SMS_PATH + "/status/", method="GET", authenticated=False)
+@example(path=SMS_PATH + "/inbound", method="POST", authenticated=True)
 @example(path="/apps/api/v1/chats/1/messages", method="GET", authenticated=True)
 @example(path="/apps/api/v1/chats/1/messages", method="POST", authenticated=False)
 def test_any_path_and_method_answers_404_405_or_the_route_never_5xx(

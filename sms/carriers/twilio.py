@@ -244,8 +244,14 @@ class TwilioWebhooks:
         with the account's auth token."""
         if self._validator is None or self._base is None or not signature:
             return False
-        url = self._base + path + (f"?{query}" if query else "")
-        return bool(self._validator.validate(url, _Form(params), signature))
+        form = _Form(params)
+        # The URL Twilio was given for this webhook (SPEC: the path without a trailing slash),
+        # or the URL exactly as requested: Twilio signs the URL it calls.
+        urls = {self._base + path.rstrip("/"), self._base + path}
+        return any(
+            self._validator.validate(url + (f"?{query}" if query else ""), form, signature)
+            for url in urls
+        )
 
     @staticmethod
     def status_report(params: Mapping[str, Sequence[str]]) -> StatusReport:
@@ -253,11 +259,36 @@ class TwilioWebhooks:
         sid = _first(params, "MessageSid")
         status = _first(params, "MessageStatus")
         if not sid:
-            raise errors.BadRequest("MessageSid is required")
+            raise errors.BadRequest(errors.MESSAGE_SID_REQUIRED)
         if not status:
-            raise errors.BadRequest("MessageStatus is required")
+            raise errors.BadRequest(errors.MESSAGE_STATUS_REQUIRED)
         code = _first(params, "ErrorCode")
         return StatusReport(sid, STATUSES.get(status.lower()), code if code else None)
+
+
+@dataclass(frozen=True)
+class IncomingSms:
+    """An incoming-message webhook: Twilio's id for it, its numbers as sent, and its text."""
+
+    carrier_id: str
+    from_number: str
+    to_number: str
+    text: str
+
+
+def incoming_sms(params: Mapping[str, Sequence[str]]) -> IncomingSms:
+    """What an incoming-message webhook says; BadRequest where a field it needs is missing."""
+    required = {
+        "MessageSid": errors.MESSAGE_SID_REQUIRED,
+        "From": errors.FROM_REQUIRED,
+        "To": errors.TO_REQUIRED,
+    }
+    fields = {name: _first(params, name) for name in required}
+    for name, value in fields.items():
+        if not value:
+            raise errors.BadRequest(required[name])
+    body = params.get("Body") or ("",)
+    return IncomingSms(fields["MessageSid"], fields["From"], fields["To"], body[0])
 
 
 def _first(params: Mapping[str, Sequence[str]], name: str) -> str:

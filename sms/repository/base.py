@@ -150,6 +150,10 @@ class StoreBase:
         )
         return ref
 
+    def _carrier_ref(self, carrier_id: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = self._db.collection("carrier_ids").document(carrier_id)
+        return ref
+
     def _at(self, version: Any) -> Any:
         """The precondition: the document is still at ``version``."""
         return self._db.write_option(last_update_time=version)

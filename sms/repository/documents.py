@@ -93,6 +93,7 @@ def chat_doc(chat: Chat) -> dict[str, Any]:
         "chat_subtype": chat.chat_subtype,
         "status": chat.status,
         "created_at": chat.created_at,
+        "queued_at": chat.queued_at,
         "assigned_at": chat.assigned_at,
         "ends_at": chat.ends_at,
         "chat_duration": chat.chat_duration,
@@ -136,6 +137,7 @@ def chat_from(data: dict[str, Any], version: Any = None) -> Chat:
             for p in data["participants"]
         ),
         agent=agent_from(agent["id"], agent) if agent else None,
+        queued_at=data.get("queued_at"),
         assigned_at=data.get("assigned_at"),
         ends_at=data.get("ends_at"),
         chat_duration=data.get("chat_duration") or 0,

@@ -23,10 +23,6 @@ from sms.repository.sessions import Sessions
 class Messages(Sessions):
     """Messages of every tenant, as the sender, the sweeper and the transcript see them."""
 
-    def _carrier_ref(self, carrier_id: str) -> firestore.DocumentReference:
-        ref: firestore.DocumentReference = self._db.collection("carrier_ids").document(carrier_id)
-        return ref
-
     def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
         [snap] = self._get_all([self._message_ref(tenant_id, ref)]).values()
         return _message_from(snap) if snap.exists else None

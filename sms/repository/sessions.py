@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from typing import Any
 
@@ -122,6 +123,30 @@ class Sessions(Keys):
         chat = self._chat(tenant_id, session.chat_id) if session is not None else None
         return ConsumerState(session=session, end_user=end_user, chat=chat)
 
+    def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]:
+        """The tenant that owns a number (numbers/{E.164}), and whether a message with this
+        carrier id is stored already."""
+        owner_ref, seen_ref = (
+            self._db.collection("numbers").document(number),
+            self._carrier_ref(carrier_id),
+        )
+        snaps = self._get_all([owner_ref, seen_ref])
+        owner = snaps[owner_ref.path].to_dict() if snaps[owner_ref.path].exists else None
+        tenant = owner.get("tenant") if owner else None
+        return (tenant if isinstance(tenant, str) else None), snaps[seen_ref.path].exists
+
+    def tenant_and_consumer(
+        self, tenant_id: str, consumer: str
+    ) -> tuple[Tenant | None, ConsumerState]:
+        """A tenant's settings and what it knows of one consumer, read at once."""
+        tenant_ref = self._tenant(tenant_id)
+        snaps = self._get_all([tenant_ref, *self._consumer_refs(tenant_id, consumer)])
+        tenant_snap = snaps[tenant_ref.path]
+        if not tenant_snap.exists:
+            return None, ConsumerState()
+        tenant = documents.tenant_from(tenant_id, tenant_snap.to_dict() or {})
+        return tenant, self._consumer_from(tenant_id, consumer, snaps)
+
     def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
         snaps = self._get_all(self._consumer_refs(tenant_id, consumer))
         return self._consumer_from(tenant_id, consumer, snaps)
@@ -203,6 +228,16 @@ class Sessions(Keys):
                 transaction.update(session_ref, documents.session_doc(plan.session), option=option)
             if plan.key is not None:
                 self._complete_key(transaction, plan.key)
+            if plan.index_carrier_id and plan.message.carrier_id is not None:
+                transaction.create(
+                    self._carrier_ref(plan.message.carrier_id),
+                    {"tenant": plan.tenant_id, **dataclasses.asdict(plan.message.ref)},
+                )
+            opt_out_ref = self._opt_out_ref(plan.tenant_id, plan.consumer)
+            if plan.opt_out is not None:
+                transaction.set(opt_out_ref, documents.stored(plan.opt_out))
+            elif plan.opt_in:
+                transaction.delete(opt_out_ref)
 
         return self._transact(write)[0].update_time
 

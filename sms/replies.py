@@ -1,0 +1,146 @@
+"""A consumer's reply (SPEC 10.5): it joins their active session, or opens a queued one.
+
+The tenant is the one that owns the number the reply came to (numbers/{E.164}). The reply is
+stored through the same commit as an outbound request, with the same preconditions on the
+consumer's mark, so a reply racing an outbound request, or a session being ended, leaves
+one active session or none, never two, and is never lost. It is stored once per carrier id:
+the commit creates carrier_ids/{MessageSid}, which must not exist. STOP and the other
+opt-out keywords record the consumer as opted out in that same commit; START lifts it.
+
+No HTTP and no Firestore here: the use case is handed a store and a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+from sms import deadline, encoding, errors, logs
+from sms.domain import (
+    INBOUND,
+    RECEIVED,
+    ConsumerState,
+    Message,
+    OptOut,
+    Plan,
+    StatusChange,
+    Tenant,
+)
+from sms.service import SessionOpener, Store, joined, standing
+
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+
+
+class ReplyStore(Store, Protocol):
+    def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]: ...
+
+    def tenant_and_consumer(
+        self, tenant_id: str, consumer: str
+    ) -> tuple[Tenant | None, ConsumerState]: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An incoming SMS, as the carrier delivered it."""
+
+    carrier_id: str
+    from_number: str  # the consumer, E.164
+    to_number: str  # the tenant's number, E.164
+    text: str
+
+    @property
+    def keyword(self) -> str:
+        return self.text.strip().upper()
+
+
+class Replies(SessionOpener):
+    _store: ReplyStore
+
+    def receive(self, reply: Reply) -> str:
+        """Store a reply; what it did: joined, opened, or duplicate (stored already)."""
+        limit = deadline.current(self._deadline_seconds)
+        tenant_id, seen = limit.retry(
+            lambda: self._store.reply_route(reply.to_number, reply.carrier_id)
+        )
+        if tenant_id is None:
+            raise errors.NotFound()
+        logs.note(tenant=tenant_id, carrier_id=reply.carrier_id)
+        if seen:
+            return "duplicate"
+        tenant, state = limit.retry(
+            lambda: self._store.tenant_and_consumer(tenant_id, reply.from_number)
+        )
+        if tenant is None:  # the number's index names a tenant that is gone
+            raise errors.NotFound()
+        now = self._clock()
+        while True:
+            plan = limit.retry(lambda: self._decide(tenant, reply, state, now))  # noqa: B023
+            try:
+                self._store.commit(plan)
+                return "opened" if plan.new_chat is not None else "joined"
+            except (errors.LostRace, errors.BackendUnavailable):
+                # The consumer's session changed first, the same reply was stored by a
+                # concurrent delivery, or this commit's outcome is unknown: look again.
+                limit.pause()
+                _, seen = limit.retry(
+                    lambda: self._store.reply_route(reply.to_number, reply.carrier_id)
+                )
+                state = limit.retry(
+                    lambda: self._store.consumer_state(tenant.id, reply.from_number)
+                )
+                if seen:
+                    mine = state.session is not None and (
+                        state.session.written_by == plan.session.written_by
+                    )
+                    return ("opened" if plan.new_chat else "joined") if mine else "duplicate"
+
+    def _decide(self, tenant: Tenant, reply: Reply, state: ConsumerState, now: dt.datetime) -> Plan:
+        active, replaces, finish = standing(tenant, state, now)
+
+        def message(chat_id: int) -> Message:
+            return _inbound(chat_id, reply, now)
+
+        if active is None:
+            plan = self._new_session(
+                tenant,
+                reply.from_number,
+                state,
+                now,
+                outbound_number=reply.to_number,
+                message=message,
+                replaces=replaces,
+                finish=finish,
+                status="queued",
+                queued_at=now,
+            )
+        else:
+            plan = joined(tenant.id, reply.from_number, active, message(active[1].id), now)
+        plan.index_carrier_id = True
+        if reply.keyword in OPT_OUT_KEYWORDS:
+            plan.opt_out = OptOut(reply.from_number, now, "reply")
+        elif reply.keyword in OPT_IN_KEYWORDS:
+            plan.opt_in = True
+        return plan
+
+
+def _inbound(chat_id: int, reply: Reply, now: dt.datetime) -> Message:
+    encoded = encoding.encode(reply.text)
+    return Message(
+        id=secrets.token_hex(10),
+        chat_id=chat_id,
+        text=reply.text,
+        from_number=reply.from_number,
+        to_number=reply.to_number,
+        created_at=now,
+        encoding=encoded.encoding,
+        segments=encoded.segments,
+        direction=INBOUND,
+        status=RECEIVED,
+        carrier_id=reply.carrier_id,
+        history=(StatusChange(RECEIVED, now),),
+    )
