@@ -4,10 +4,10 @@ The document is checked on its own (openapi-spec-validator; its examples against
 its error texts against sms/errors.py), then against live answers: every request here goes
 over real HTTP to the function served by functions-framework (the `server` fixture, with the
 `log` carrier; `twilio_server`, with SMS_CARRIER=twilio against the stand-in for Twilio, for
-refused sends and Twilio's signed status callbacks), and each request/response pair is
-validated with openapi-core. Answers that belong to no operation (an unknown path, a method a
-path does not have) are validated against the document's `components/responses` entry for
-them.
+refused sends, Twilio's signed status callbacks and the consumers' signed replies), and each
+request/response pair is validated with openapi-core. Answers that belong to no operation (an
+unknown path, a method a path does not have) are validated against the document's
+`components/responses` entry for them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import ast
 import copy
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -28,8 +30,9 @@ import pytest
 import requests
 import yaml
 from google.cloud import firestore
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+from openapi_core.deserializing.media_types.util import plain_loads
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator import validate as validate_spec
@@ -43,11 +46,17 @@ from sms.devtools.server import serving
 
 DOCUMENT_PATH = ROOT / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
-OPENAPI = OpenAPI.from_file_path(str(DOCUMENT_PATH))
+# openapi-core reads an unknown media type as bytes; the TwiML answer is text, read as such.
+OPENAPI = OpenAPI.from_file_path(
+    str(DOCUMENT_PATH),
+    config=Config(extra_media_type_deserializers={"text/xml": plain_loads}),
+)
 CHATS = "/apps/api/v1/chats"
 CHAT_TEMPLATE = "/apps/api/v1/chats/{id}"
 TRANSCRIPT_TEMPLATE = "/apps/api/v1/chats/{id}/messages"
 STATUS_PATH = "/apps/api/v1/sms/status"
+INBOUND_PATH = "/apps/api/v1/sms/inbound"
+TWIML = "<Response/>"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 REPLAYED = "Idempotent-Replayed"
 FINISH = {"status": "finished"}
@@ -167,6 +176,16 @@ def assert_conforms_without_body(response: requests.Response) -> None:
     )
 
 
+def assert_conforms_twiml(response: requests.Response) -> None:
+    """The incoming-message webhook's 200: exactly the empty TwiML document, as documented."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].split(";")[0] == "text/xml"
+    assert response.text == TWIML
+    OPENAPI.validate_response(
+        RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response)
+    )
+
+
 def assert_conforms_to_component(response: requests.Response, name: str) -> None:
     """The answer matches `#/components/responses/{name}`: body, type and every header."""
     documented = SPEC["components"]["responses"][name]
@@ -189,7 +208,7 @@ def shape(document: Any) -> Any:
     """A chat document with its ids and times replaced by placeholders, for comparison."""
     doc = copy.deepcopy(document)
     time = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-    for key in ("created_at", "assigned_at", "ends_at"):
+    for key in ("created_at", "queued_at", "assigned_at", "ends_at"):
         if doc[key] is not None:
             assert time.fullmatch(doc[key]), doc[key]
             doc[key] = "<time>"
@@ -271,10 +290,16 @@ def statuses(message: dict[str, Any]) -> list[str]:
 
 
 def signed_post(
-    base: str, form: dict[str, str], auth_token: str, *, signature: str | None = None
+    base: str,
+    form: dict[str, str],
+    auth_token: str,
+    *,
+    signature: str | None = None,
+    path: str = STATUS_PATH,
 ) -> requests.Response:
-    """POST a form to the status webhook, signed as Twilio signs it (or with `signature`)."""
-    url = base + STATUS_PATH
+    """POST a form to a webhook (the status callback's unless `path` says otherwise), signed
+    as Twilio signs it (or with `signature`)."""
+    url = base + path
     headers = {"X-Twilio-Signature": signature or sign(url, form, auth_token)}
     return requests.post(url, data=form, headers=headers, timeout=TIMEOUT)
 
@@ -299,31 +324,39 @@ def test_it_documents_exactly_the_routes_of_the_function() -> None:
     assert routes == {
         (SMS_PATH, "post"),
         (STATUS_PATH, "post"),
+        (INBOUND_PATH, "post"),
         (CHAT_TEMPLATE, "get"),
         (CHAT_TEMPLATE, "patch"),
         (TRANSCRIPT_TEMPLATE, "get"),
     }
 
 
-def test_every_operation_but_the_webhook_requires_http_basic() -> None:
+def test_every_operation_but_the_webhooks_requires_http_basic() -> None:
     scheme = SPEC["components"]["securitySchemes"]["tenantBasic"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
     assert "subdomain" in scheme["description"]
     assert "token" in scheme["description"]
     assert SPEC["security"] == [{"tenantBasic": []}]
     overriding = {(path, method) for path, method, op in every_operation() if "security" in op}
-    assert overriding == {(STATUS_PATH, "post")}
+    assert overriding == {(STATUS_PATH, "post"), (INBOUND_PATH, "post")}
 
 
-def test_the_webhook_requires_twilios_signature_instead() -> None:
-    assert operation(STATUS_PATH, "post")["security"] == [{"twilioSignature": []}]
+def test_the_webhooks_require_twilios_signature_instead() -> None:
+    for path in (STATUS_PATH, INBOUND_PATH):
+        assert operation(path, "post")["security"] == [{"twilioSignature": []}], path
+        assert operation(path, "post")["tags"] == ["Webhooks"], path
     scheme = SPEC["components"]["securitySchemes"]["twilioSignature"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == (
         "apiKey",
         "header",
         "X-Twilio-Signature",
     )
-    for words in ("HMAC-SHA1", "TWILIO_AUTH_TOKEN", "{SMS_PUBLIC_BASE_URL}" + STATUS_PATH):
+    for words in (
+        "HMAC-SHA1",
+        "TWILIO_AUTH_TOKEN",
+        "{SMS_PUBLIC_BASE_URL}" + STATUS_PATH,
+        "{SMS_PUBLIC_BASE_URL}" + INBOUND_PATH,
+    ):
         assert words in scheme["description"], words
     body = resolve(operation(STATUS_PATH, "post")["requestBody"])
     assert list(body["content"]) == ["application/x-www-form-urlencoded"]
@@ -335,6 +368,45 @@ def test_the_webhook_requires_twilios_signature_instead() -> None:
     assert schema_errors(form, {"MessageSid": "SM1", "MessageStatus": "sent", "Extra": "x"}) == []
     assert schema_errors(form, {"MessageSid": " ", "MessageStatus": "sent"}) != []
     assert list(documented_response(STATUS_PATH, "post", 204)) == ["description"]  # no body
+
+
+def test_the_inbound_webhook_takes_twilios_form_and_answers_empty_twiml() -> None:
+    body = resolve(operation(INBOUND_PATH, "post")["requestBody"])
+    assert body["required"] is True
+    assert list(body["content"]) == ["application/x-www-form-urlencoded"]
+    form = resolve(body["content"]["application/x-www-form-urlencoded"]["schema"])
+    assert form["required"] == ["MessageSid", "From", "To"]
+    assert {
+        "Body", "AccountSid", "SmsSid", "SmsMessageSid", "NumMedia", "NumSegments",
+        "ToCountry", "ApiVersion", "SmsStatus",
+    } <= set(form["properties"])  # fmt: skip
+    assert form["additionalProperties"] == {"type": "string"}
+    reply = {"MessageSid": "SM1", "From": "+14155550100", "To": "+16285550199"}
+    assert schema_errors(form, {**reply, "Body": "STOP", "MediaUrl0": "https://x"}) == []
+    assert schema_errors(form, reply) == []  # no Body: an empty text
+    for missing in ("MessageSid", "From", "To"):
+        assert schema_errors(form, {k: v for k, v in reply.items() if k != missing}) != []
+        assert schema_errors(form, {**reply, missing: " "}) != [], missing
+    ok = documented_response(INBOUND_PATH, "post", 200)
+    assert list(ok["content"]) == ["text/xml"]
+    twiml = ok["content"]["text/xml"]
+    assert resolve(twiml["schema"])["const"] == TWIML
+    assert [example["value"] for example in twiml["examples"].values()] == [TWIML]
+    assert schema_errors(twiml["schema"], "<Response></Response>") != []
+    description = operation(INBOUND_PATH, "post")["description"]
+    for keyword in ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
+                    "REVOKE", "START", "UNSTOP", "YES"):  # fmt: skip
+        assert f"`{keyword}`" in description, keyword
+    for words in ("numbers/{E.164}", "`queued`", "`received`", "`MessageSid`", "idle clock"):
+        assert words in description, words
+
+
+def test_the_inbound_400_table_follows_the_order_the_function_checks() -> None:
+    response = documented_response(INBOUND_PATH, "post", 400)
+    rows = re.findall(r"^\| [^|]+ \| `(.+)` \|$", response["description"], flags=re.MULTILINE)
+    order = [errors.MESSAGE_SID_REQUIRED, errors.FROM_REQUIRED, errors.TO_REQUIRED]
+    assert rows == [*order, errors.FROM_INVALID]
+    assert message_enum(response) == rows  # the live order: test_each_inbound_400_conforms
 
 
 @pytest.mark.parametrize(("where", "schema", "value"), list(every_example()))
@@ -385,6 +457,31 @@ def test_the_chat_schema_ties_a_failed_status_to_its_reason() -> None:
     assert schema_errors(chat_schema, {**ended, "fail_reason": "unknown"}) != []
 
 
+def test_the_chat_schema_ties_a_queued_status_to_its_queue_time_and_no_agent() -> None:
+    chat_schema = {"$ref": "#/components/schemas/Chat"}
+    queued = resolve(SPEC["components"]["examples"]["ChatQueued"])["value"]
+    assert schema_errors(chat_schema, queued) == []
+    assert queued["queued_at"] == queued["created_at"]
+    with_agent = resolve(SPEC["components"]["examples"]["ChatWithAgentId"])["value"]
+    for wrong in (
+        {"queued_at": None},
+        {"assigned_at": queued["created_at"]},
+        {"ends_at": queued["created_at"]},
+        {"agent_info": with_agent["agent_info"]},
+        {"participants": with_agent["participants"]},
+        {"fail_reason": "unknown"},
+    ):
+        assert schema_errors(chat_schema, {**queued, **wrong}) != [], wrong
+    # Ended, a queued session keeps its queued_at; a session an outbound request opened
+    # (selecting) never has one.
+    ended = {**queued, "status": "finished", "ends_at": "2021-10-05T09:20:00.000Z"}
+    assert schema_errors(chat_schema, ended) == []
+    selecting = resolve(SPEC["components"]["examples"]["ChatWithoutTicketId"])["value"]
+    assert schema_errors(chat_schema, {**selecting, "queued_at": queued["queued_at"]}) != []
+    status = SPEC["components"]["schemas"]["Chat"]["properties"]["status"]
+    assert status["enum"] == ["selecting", "assigned", "queued", "finished", "failed"]
+
+
 def test_the_message_schema_lists_the_spec_keys_in_order() -> None:
     schema = SPEC["components"]["schemas"]["Message"]
     assert list(schema["properties"]) == MESSAGE_KEYS
@@ -412,7 +509,23 @@ def test_the_message_schema_lists_the_spec_keys_in_order() -> None:
     ):
         assert schema_errors(message_schema, {**delivered, **wrong}) != [], wrong
     reply = {**delivered, "direction": "inbound", "status": "received", "agent_id": None}
+    assert schema_errors(message_schema, reply) != []  # its history is "received" alone
+    received = [{"status": "received", "at": delivered["created_at"]}]
+    reply["status_history"] = received
     assert schema_errors(message_schema, reply) == []
+    for wrong in (
+        {"carrier_id": None},  # a reply always has its MessageSid
+        {"error_code": "30003"},
+        {"status_history": [*received, *delivered["status_history"][-1:]]},
+        {"status_history": [{"status": "delivered", "at": delivered["created_at"]}]},
+    ):
+        assert schema_errors(message_schema, {**reply, **wrong}) != [], wrong
+    examples = SPEC["components"]["examples"]
+    [opened_by] = examples["TranscriptOpenedByReply"]["value"]["messages"]
+    _, answered = examples["TranscriptConversation"]["value"]["messages"]
+    for inbound in (opened_by, answered):
+        assert schema_errors(message_schema, inbound) == []
+        assert (inbound["direction"], inbound["status"]) == ("inbound", "received")
 
 
 def test_the_transcript_query_states_its_rules() -> None:
@@ -471,10 +584,20 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (SMS_PATH, "post", 422): {errors.IDEMPOTENCY_KEY_REUSED},
     (SMS_PATH, "post", 502): {errors.SMS_NOT_SENT},
     (SMS_PATH, "post", 503): {errors.ServiceUnavailable.message},
-    (STATUS_PATH, "post", 400): {"MessageSid is required", "MessageStatus is required"},
+    (STATUS_PATH, "post", 400): {errors.MESSAGE_SID_REQUIRED, errors.MESSAGE_STATUS_REQUIRED},
     (STATUS_PATH, "post", 403): {errors.Forbidden.message},
     (STATUS_PATH, "post", 413): {errors.PayloadTooLarge.message},
     (STATUS_PATH, "post", 503): {errors.ServiceUnavailable.message},
+    (INBOUND_PATH, "post", 400): {
+        errors.MESSAGE_SID_REQUIRED,
+        errors.FROM_REQUIRED,
+        errors.TO_REQUIRED,
+        errors.FROM_INVALID,
+    },
+    (INBOUND_PATH, "post", 403): {errors.Forbidden.message},
+    (INBOUND_PATH, "post", 404): {errors.NotFound.message},
+    (INBOUND_PATH, "post", 413): {errors.PayloadTooLarge.message},
+    (INBOUND_PATH, "post", 503): {errors.ServiceUnavailable.message},
     (CHAT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "get", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
@@ -541,7 +664,7 @@ def _raised_texts() -> set[str]:
 
 def _code_texts() -> set[str]:
     """Every error text the code answers with: sms/errors.py's constants and its classes' own
-    messages, and the texts raised as literals elsewhere (the webhook's)."""
+    messages, and any text raised as a literal elsewhere."""
     texts = {
         value for name, value in vars(errors).items() if name.isupper() and isinstance(value, str)
     }
@@ -568,8 +691,12 @@ def _document_texts() -> set[str]:
 
 def test_every_error_text_of_the_code_is_in_the_document_and_no_other() -> None:
     code = _code_texts()
-    assert len(code) >= 34
-    assert {"MessageSid is required", "MessageStatus is required"} <= code
+    assert len(code) >= 37
+    webhooks = {
+        "MessageSid is required", "MessageStatus is required", "From is required",
+        "To is required", "From is invalid",
+    }  # fmt: skip
+    assert webhooks <= code
     yaml_text = DOCUMENT_PATH.read_text(encoding="utf-8")
     assert sorted(text for text in code if text not in yaml_text) == []
     assert _document_texts() == code
@@ -592,7 +719,12 @@ def test_the_headers_of_the_contract_are_documented() -> None:
     for status in (200, 400, 502):
         replayed = resolve(documented_response(SMS_PATH, "post", status)["headers"][REPLAYED])
         assert replayed["schema"]["enum"] == ["true"]
-    for path, method in ((SMS_PATH, "post"), (CHAT_TEMPLATE, "get"), (STATUS_PATH, "post")):
+    for path, method in (
+        (SMS_PATH, "post"),
+        (CHAT_TEMPLATE, "get"),
+        (STATUS_PATH, "post"),
+        (INBOUND_PATH, "post"),
+    ):
         unavailable = documented_response(path, method, 503)
         assert resolve(unavailable["headers"]["Retry-After"])["required"] is True, path
     required = {
@@ -983,6 +1115,8 @@ def test_404_of_an_undocumented_path_conforms(
         ("DELETE", f"{CHATS}/1/messages", TRANSCRIPT_TEMPLATE),
         ("GET", STATUS_PATH, STATUS_PATH),
         ("PUT", STATUS_PATH + "/", STATUS_PATH),
+        ("GET", INBOUND_PATH, INBOUND_PATH),
+        ("DELETE", INBOUND_PATH + "/", INBOUND_PATH),
     ],
 )
 def test_405_conforms_and_allow_names_the_documented_methods(
@@ -1028,23 +1162,21 @@ def test_413_conforms(
     padding = LIMIT - len(json.dumps({**SEED_BODY, "pad": ""}).encode()) + 1
     data = json.dumps({**SEED_BODY, "pad": "p" * padding}).encode()
     assert len(data) == LIMIT + 1
+    form_headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": "unchecked",  # the size is checked before the signature
+    }
     form = b"MessageSid=SM1&MessageStatus=sent&Pad=" + b"p" * LIMIT
-    webhook = call(
-        server,
-        "POST",
-        STATUS_PATH,
-        data=form,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": "unchecked",  # the size is checked before the signature
-        },
-    )
+    webhook = call(server, "POST", STATUS_PATH, data=form, headers=form_headers)
+    reply = b"MessageSid=SM1&From=%2B14155550100&To=%2B16285550199&Body=" + b"p" * LIMIT
+    inbound = call(server, "POST", INBOUND_PATH, data=reply, headers=form_headers)
     answers = (
         post(data=data),
         chat("PATCH", 1, data=data),
         chat("GET", 1, data=data),
         transcript(1, data=data),
         webhook,
+        inbound,
     )
     for response in answers:
         assert error_of(response) == (413, {"message": "request body is too large"})
@@ -1292,6 +1424,328 @@ def test_the_webhook_of_a_function_not_set_up_for_twilio_answers_403(
     assert_conforms(answer)
 
 
+# ---- live answers: Twilio's incoming-message webhook ------------------------------------
+
+# This module's own numbers, +1 628-555-7xxx for the tenants (indexed in numbers/{E.164},
+# which replies reach) and +1 415-555-7xxx or +1 212-555-7xxx for the consumers.
+_numbers = itertools.count(7000)
+ACTIVE = {"message": errors.ACTIVE_SESSION}
+
+
+def fresh(area: str) -> str:
+    n = next(_numbers)
+    assert n < 8000, "this module's numbers ran out"
+    return f"+1{area}555{n}"
+
+
+@pytest.fixture
+def owner(make_tenant: Callable[..., Any]) -> Any:
+    """A tenant with agent 1 and a number of its own that replies reach (numbers/{E.164})."""
+    return make_tenant(
+        agents={1: dict(DEMO_AGENT)}, outbound_numbers={fresh("628"): {}}, index_numbers=True
+    )
+
+
+def number_of(tenant: Any) -> str:
+    [number] = tenant.outbound_numbers
+    return str(number)
+
+
+def reply_form(
+    twilio: TwilioStandIn,
+    to: str,
+    sender: str,
+    body: str | None = "Yes, thanks",
+    *,
+    example: str = "IncomingMessageReply",
+) -> dict[str, str]:
+    """An incoming SMS as Twilio posts it: the document's example, with these numbers, this
+    text (None: no Body) and a MessageSid of its own."""
+    form = dict(resolve(SPEC["components"]["examples"][example])["value"])
+    sid = "SM" + uuid.uuid4().hex
+    form.update(
+        MessageSid=sid, SmsSid=sid, SmsMessageSid=sid, To=to, From=sender,
+        AccountSid=twilio.account_sid,
+    )  # fmt: skip
+    if body is None:
+        del form["Body"]
+    else:
+        form["Body"] = body
+    return form
+
+
+def post_reply(base: str, twilio: TwilioStandIn, form: dict[str, str]) -> requests.Response:
+    return signed_post(base, form, twilio.auth_token, path=INBOUND_PATH)
+
+
+def chat_document(base: str, tenant: Any, chat_id: int) -> dict[str, Any]:
+    read = call(base, "GET", f"{CHATS}/{chat_id}", headers=tenant.headers)
+    assert request_errors(read) == []
+    document = opened(read)
+    assert list(document) == CHAT_KEYS
+    return document
+
+
+def nothing_sent(twilio: TwilioStandIn) -> bool:
+    return [r for r in twilio.requests if r.method == "POST"] == []
+
+
+def test_a_reply_without_a_session_answers_twiml_and_opens_a_queued_chat_as_documented(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    form = reply_form(twilio, to, consumer, "Is my order on its way?")
+    answer = post_reply(twilio_server, twilio, form)
+    assert request_errors(answer) == []
+    assert_conforms_twiml(answer)
+
+    chat_id = only_chat_id(db, owner)
+    document = chat_document(twilio_server, owner, chat_id)
+    example = resolve(SPEC["components"]["examples"]["ChatQueued"])["value"]
+    assert shape(document) == shape({**example, "outbound_number": to})
+    assert document["queued_at"] == document["created_at"]
+    assert (document["status"], document["assigned_at"], document["agent_info"]) == (
+        "queued",
+        None,
+        None,
+    )
+
+    [message] = twilio_transcript(twilio_server, owner, chat_id)
+    [documented] = SPEC["components"]["examples"]["TranscriptOpenedByReply"]["value"]["messages"]
+    at = document["created_at"]
+    assert message == {
+        **documented,
+        "id": message["id"],
+        "chat_id": chat_id,
+        "from": consumer,
+        "to": to,
+        "carrier_id": form["MessageSid"],
+        "created_at": at,
+        "status_history": [{"status": "received", "at": at}],
+    }
+    assert nothing_sent(twilio)
+
+
+def test_a_message_sid_delivered_again_answers_the_same_and_is_stored_once(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    form = reply_form(twilio, number_of(owner), fresh("415"))
+    first = post_reply(twilio_server, twilio, form)
+    again = post_reply(twilio_server, twilio, form)
+    for answer in (first, again):
+        assert request_errors(answer) == []
+        assert_conforms_twiml(answer)
+    [message] = twilio_transcript(twilio_server, owner, only_chat_id(db, owner))
+    assert message["carrier_id"] == form["MessageSid"]
+
+
+def test_a_queued_chat_refuses_outbound_requests_and_ends_like_any_other(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    assert_conforms_twiml(post_reply(twilio_server, twilio, reply_form(twilio, to, consumer)))
+    chat_id = only_chat_id(db, owner)
+
+    refused = twilio_post(twilio_server, owner, end_user_number=consumer, outbound_number=to)
+    assert error_of(refused) == (400, ACTIVE)
+    assert request_errors(refused) == []
+    assert_conforms(refused)
+
+    ended = call(twilio_server, "PATCH", f"{CHATS}/{chat_id}", FINISH, headers=owner.headers)
+    assert request_errors(ended) == []
+    document = opened(ended)
+    assert (document["status"], document["agent_info"]) == ("finished", None)
+    assert document["queued_at"] == document["created_at"]  # kept once it has ended
+    assert [p["ended_at"] for p in document["participants"]] == [document["ends_at"]]
+    assert chat_document(twilio_server, owner, chat_id) == document
+
+    answer = twilio_post(
+        twilio_server, owner, end_user_number=consumer, outbound_number=to, agentId=1
+    )
+    new = opened(answer)
+    assert (new["status"], new["queued_at"]) == ("assigned", None)
+    assert new["end_user"] == document["end_user"]
+
+
+def test_a_reply_joins_the_active_session_and_the_transcript_conforms(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    answer = twilio_post(
+        twilio_server, owner, end_user_number=consumer, outbound_number=to, agentId=1
+    )
+    chat_id = opened(answer)["id"]
+    text = "Thanks! Can you leave it at the door?"
+    form = reply_form(twilio, to, consumer, text)
+    assert_conforms_twiml(post_reply(twilio_server, twilio, form))
+
+    document = chat_document(twilio_server, owner, chat_id)
+    assert (document["status"], document["queued_at"]) == ("assigned", None)
+    sent, received = twilio_transcript(twilio_server, owner, chat_id)
+    documented = SPEC["components"]["examples"]["TranscriptConversation"]["value"]["messages"]
+    for live, example in zip((sent, received), documented, strict=True):
+        fields = ("direction", "agent_id", "encoding", "segments", "error_code")
+        assert [live[f] for f in fields] == [example[f] for f in fields]
+    assert (sent["status"], received["status"]) == ("sent", "received")
+    assert (received["from"], received["to"], received["text"]) == (consumer, to, text)
+    assert received["carrier_id"] == form["MessageSid"]
+    assert statuses(received) == ["received"]
+    assert len(twilio.sent_to(consumer)) == 1  # the outbound SMS; nothing sent back
+
+
+def test_a_reply_without_a_body_is_stored_as_an_empty_text(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    form = reply_form(twilio, number_of(owner), fresh("415"), body=None)
+    form.update(
+        NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME0", MediaContentType0="image/jpeg"
+    )
+    answer = post_reply(twilio_server, twilio, form)
+    assert request_errors(answer) == []
+    assert_conforms_twiml(answer)
+    [message] = twilio_transcript(twilio_server, owner, only_chat_id(db, owner))
+    assert (message["text"], message["direction"]) == ("", "inbound")
+
+
+def test_keywords_answer_twiml_are_stored_and_opt_the_consumer_out_and_back_in(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    keyword = resolve(SPEC["components"]["examples"]["IncomingMessageStop"])["value"]["Body"]
+    assert keyword.strip().upper() == "STOP" != keyword
+    stop = reply_form(twilio, to, consumer, keyword, example="IncomingMessageStop")
+    answer = post_reply(twilio_server, twilio, stop)
+    assert request_errors(answer) == []
+    assert_conforms_twiml(answer)
+    chat_id = only_chat_id(db, owner)
+
+    outbound = {"end_user_number": consumer, "outbound_number": to}
+    refused = twilio_post(twilio_server, owner, **outbound)
+    assert error_of(refused) == (400, {"message": errors.OPTED_OUT})  # before rule 17
+    assert_conforms(refused)
+
+    assert_conforms_twiml(
+        post_reply(twilio_server, twilio, reply_form(twilio, to, consumer, "start"))
+    )
+    refused = twilio_post(twilio_server, owner, **outbound)
+    assert error_of(refused) == (400, ACTIVE)  # opted in; the queued session remains
+    assert_conforms(refused)
+    texts = [m["text"] for m in twilio_transcript(twilio_server, owner, chat_id)]
+    assert texts == [keyword, "start"]
+    assert chat_document(twilio_server, owner, chat_id)["status"] == "queued"
+    assert nothing_sent(twilio)
+
+
+class BadReply(NamedTuple):
+    changes: dict[str, str | None]  # over a reply to the tenant's number; None drops a field
+    text: str  # the expected message
+    schema_refuses: bool  # whether the document's form schema can tell the form is wrong
+
+
+BAD_REPLIES = {
+    "no_sid": BadReply({"MessageSid": None}, "MessageSid is required", True),
+    "blank_sid": BadReply({"MessageSid": "  "}, "MessageSid is required", True),
+    "nothing": BadReply(
+        {"MessageSid": None, "From": None, "To": None}, "MessageSid is required", True
+    ),
+    "no_from": BadReply({"From": None}, "From is required", True),
+    "empty_from": BadReply({"From": ""}, "From is required", True),
+    "no_from_nor_to": BadReply({"From": None, "To": None}, "From is required", True),
+    "no_to": BadReply({"To": None}, "To is required", True),
+    "blank_to": BadReply({"To": " "}, "To is required", True),
+    "from_invalid": BadReply({"From": "12345"}, "From is invalid", False),
+    "from_words": BadReply({"From": "not a number"}, "From is invalid", False),
+    # From is judged before the tenant is looked up: no 404 for this unowned To.
+    "from_invalid_to_unowned": BadReply(
+        {"From": "12345", "To": "+12125550000"}, "From is invalid", False
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REPLIES.values(), ids=BAD_REPLIES.keys())
+def test_each_inbound_400_conforms_and_stores_nothing(
+    twilio_server: str,
+    twilio: TwilioStandIn,
+    owner: Any,
+    db: firestore.Client,
+    case: BadReply,
+) -> None:
+    form = reply_form(twilio, number_of(owner), fresh("415"))
+    for name, value in case.changes.items():
+        if value is None:
+            del form[name]
+        else:
+            form[name] = value
+    answer = post_reply(twilio_server, twilio, form)
+    assert error_of(answer) == (400, {"message": case.text})
+    assert_conforms(answer)
+    assert bool(request_errors(answer)) is case.schema_refuses, request_errors(answer)
+    assert list(db.collection(f"tenants/{owner.id}/chats").stream()) == []
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        {"To": "unowned"},
+        {"To": "12345"},
+        {"To": "not a number"},
+        {"To": "12345", "From": "12345"},  # a To that is no number answers before the From
+    ],
+    ids=["unowned", "short", "words", "neither_a_number"],
+)
+def test_an_inbound_404_conforms_and_stores_nothing(
+    twilio_server: str,
+    twilio: TwilioStandIn,
+    owner: Any,
+    db: firestore.Client,
+    numbers: dict[str, str],
+) -> None:
+    to = fresh("212") if numbers["To"] == "unowned" else numbers["To"]
+    form = reply_form(twilio, to, numbers.get("From") or fresh("415"))
+    answer = post_reply(twilio_server, twilio, form)
+    assert error_of(answer) == (404, {"message": "Not Found"})
+    assert request_errors(answer) == []  # the document cannot tell from the request alone
+    assert_conforms(answer)
+    assert list(db.collection(f"tenants/{owner.id}/chats").stream()) == []
+
+
+@pytest.mark.parametrize(
+    "signature", [None, "", "forged", "other-token", "other-url", "status-webhook"]
+)
+def test_an_inbound_403_conforms_and_stores_nothing(
+    twilio_server: str,
+    twilio: TwilioStandIn,
+    owner: Any,
+    db: firestore.Client,
+    signature: str | None,
+) -> None:
+    url = twilio_server + INBOUND_PATH
+    form = reply_form(twilio, number_of(owner), fresh("415"), "STOP")
+    if signature == "other-token":
+        signature = sign(url, form, "not-the-auth-token")
+    elif signature == "other-url":
+        signature = sign("https://elsewhere.example.com" + INBOUND_PATH, form, twilio.auth_token)
+    elif signature == "status-webhook":  # signed for the other webhook of this function
+        signature = sign(twilio_server + STATUS_PATH, form, twilio.auth_token)
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    answer = requests.post(url, data=form, headers=headers, timeout=TIMEOUT)
+    assert error_of(answer) == (403, {"message": "Forbidden"})
+    assert_conforms(answer)
+    assert bool(request_errors(answer)) is (signature is None)
+    assert list(db.collection(f"tenants/{owner.id}/chats").stream()) == []
+    assert not db.document(f"tenants/{owner.id}/opt_outs/{form['From']}").get().exists
+
+
+def test_the_inbound_webhook_of_a_function_not_set_up_for_twilio_answers_403(
+    server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    form = reply_form(twilio, number_of(owner), fresh("415"))
+    answer = signed_post(server, form, twilio.auth_token, path=INBOUND_PATH)
+    assert error_of(answer) == (403, {"message": "Forbidden"})
+    assert_conforms(answer)
+    assert list(db.collection(f"tenants/{owner.id}/chats").stream()) == []
+
+
 # ---- live answers: 503 ------------------------------------------------------------------
 
 
@@ -1354,6 +1808,19 @@ def test_a_webhook_503_conforms(
 ) -> None:
     form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
     response = signed_post(twilio_server_without_firestore, form, standin.auth_token)
+    assert error_of(response) == (503, {"message": errors.ServiceUnavailable.message})
+    assert int(response.headers["Retry-After"]) >= 0
+    assert request_errors(response) == []
+    assert_conforms(response)
+
+
+def test_an_inbound_503_conforms(
+    twilio_server_without_firestore: str, standin: TwilioStandIn
+) -> None:
+    form = reply_form(standin, "+16285557999", "+14155557999")
+    response = signed_post(
+        twilio_server_without_firestore, form, standin.auth_token, path=INBOUND_PATH
+    )
     assert error_of(response) == (503, {"message": errors.ServiceUnavailable.message})
     assert int(response.headers["Retry-After"]) >= 0
     assert request_errors(response) == []
