@@ -19,6 +19,7 @@ import flask
 import phonenumbers
 
 from sms import carriers, credentials, deadline, errors, idempotency, logs, phone, render
+from sms.cache import TtlCache
 from sms.carriers import Carrier
 from sms.carriers.log import LogCarrier
 from sms.carriers.twilio import TwilioWebhooks, incoming_sms
@@ -160,8 +161,11 @@ class Api:
         carrier: Carrier | None = None,
         webhooks: TwilioWebhooks | None = None,
         sweep_after_seconds: float = 60.0,
+        config_cache_seconds: float = 0.0,
     ) -> None:
         self._store = store
+        # Who a credential lets in, as read: kept per instance for a few seconds (SPEC 7).
+        self._signed_in: TtlCache[tuple[str, str], Tenant] = TtlCache(config_cache_seconds)
         self._project = project
         self._deadline_seconds = deadline_seconds
         self._webhooks = webhooks or TwilioWebhooks(None, None)
@@ -328,9 +332,14 @@ class Api:
 
     def _authenticate(self, request: flask.Request) -> Tenant:
         username, password = _credentials(request)
-        tenant = deadline.current(self._deadline_seconds).retry(
-            lambda: self._store.authenticate(username, credentials.hash_token(password))
-        )
+        key = (username, credentials.hash_token(password))
+        tenant = self._signed_in.get(key)
+        if tenant is None:
+            tenant = deadline.current(self._deadline_seconds).retry(
+                lambda: self._store.authenticate(*key)
+            )
+            if tenant is not None:
+                self._signed_in.put(key, tenant)
         if tenant is None:
             logs.note(outcome="unauthorized")
             raise errors.Unauthorized()
@@ -357,6 +366,7 @@ def default_api() -> Api:
         carrier=carrier,
         webhooks=TwilioWebhooks.from_settings(config),
         sweep_after_seconds=config.sweep_after_seconds,
+        config_cache_seconds=config.config_cache_seconds,
     )
 
 

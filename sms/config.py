@@ -15,7 +15,10 @@ def _positive_float(
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
     if value < 0 or (value == 0 and not allow_zero) or value != value:  # noqa: PLR0124 NaN
         raise ValueError(f"{name} must be {'0 or more' if allow_zero else 'positive'}, got {raw!r}")
     return value
@@ -54,6 +57,9 @@ class Settings:
     twilio_api_base_url: str = "https://api.twilio.com"
     public_base_url: str | None = None
     sweep_after_seconds: float = 60.0
+    # How long an instance may keep what authentication read (tenant and credential); 0: not
+    # at all. At most 10 s, the time SPEC 7 gives a change to take effect.
+    config_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -78,7 +84,20 @@ class Settings:
             sweep_after_seconds=_positive_float(
                 env, "SMS_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds, allow_zero=True
             ),
+            config_cache_seconds=_at_most(
+                "SMS_CONFIG_CACHE_SECONDS",
+                _positive_float(
+                    env, "SMS_CONFIG_CACHE_SECONDS", cls.config_cache_seconds, allow_zero=True
+                ),
+                10.0,
+            ),
         )
+
+
+def _at_most(name: str, value: float, maximum: float) -> float:
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g}, got {value:g}")
+    return value
 
 
 def _carrier(name: str) -> str:

@@ -80,6 +80,9 @@ def emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host = started.host_port
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+    # Tests change tenants and credentials and expect the next request to see it: functions
+    # they start keep nothing (tests of the cache turn it on themselves).
+    os.environ.setdefault("SMS_CONFIG_CACHE_SECONDS", "0")
     with _carrier_for_every_test():
         yield host
     if started is not None:

@@ -1,0 +1,143 @@
+"""SPEC 7: an instance may keep what it read of a tenant's configuration for up to 10 s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import pytest
+from google.cloud import firestore
+
+from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
+from sms.api import Api
+from sms.cache import TtlCache
+from sms.config import Settings
+from sms.repository import FirestoreStore
+
+UNAUTHORIZED = {"message": "Unauthorized"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_value_is_kept_for_its_seconds_and_no_longer() -> None:
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(5, clock)
+    cache.put("a", 1)
+
+    clock.now += 4.9
+    assert cache.get("a") == 1
+    clock.now += 0.2
+    assert cache.get("a") is None
+
+
+def test_zero_seconds_keeps_nothing() -> None:
+    cache: TtlCache[str, int] = TtlCache(0)
+    cache.put("a", 1)
+
+    assert cache.get("a") is None
+
+
+@pytest.mark.parametrize("seconds", [-1, 10.5, 3600])
+def test_a_cache_longer_than_10_s_or_negative_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match="0 to 10"):
+        TtlCache(seconds)
+
+
+def test_the_cache_stays_bounded() -> None:
+    clock = Clock()
+    cache: TtlCache[int, int] = TtlCache(5, clock)
+    for n in range(25_000):
+        cache.put(n, n)
+
+    assert cache.get(24_999) == 24_999
+    assert len(cache._entries) <= 10_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [(None, 5.0), ("", 5.0), ("0", 0.0), ("2.5", 2.5), ("10", 10.0)]
+)
+def test_sms_config_cache_seconds_is_read_from_the_environment(
+    raw: str | None, seconds: float
+) -> None:
+    env = {} if raw is None else {"SMS_CONFIG_CACHE_SECONDS": raw}
+
+    assert Settings.from_env(env).config_cache_seconds == seconds
+
+
+@pytest.mark.parametrize("raw", ["11", "-1", "soon", "nan"])
+def test_a_config_cache_the_spec_does_not_allow_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match="SMS_CONFIG_CACHE_SECONDS"):
+        Settings.from_env({"SMS_CONFIG_CACHE_SECONDS": raw})
+
+
+def serve(seconds: float) -> Callable[[Tenant], Any]:
+    """The function in-process, keeping what it read for ``seconds``."""
+    settings = Settings(project=PROJECT)
+    api = Api(
+        FirestoreStore.from_settings(settings),
+        settings.request_deadline_seconds,
+        config_cache_seconds=seconds,
+    )
+    app = flask.Flask(__name__)
+
+    def post(tenant: Tenant) -> Any:
+        with app.test_request_context(
+            SMS_PATH, method="POST", json={**SEED_BODY, "message": "x"}, headers=tenant.headers
+        ):
+            response = api.handle(flask.request)
+            return response.status_code, response.get_json()
+
+    return post
+
+
+def disable(db: firestore.Client, tenant: Tenant) -> None:
+    db.document(f"tenants/{tenant.id}/api_credentials/{tenant.credential_id}").update(
+        {"enabled": False}
+    )
+
+
+def test_a_disabled_credential_stops_working_once_the_cache_has_passed(
+    db: firestore.Client, make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant()
+    post = serve(1.0)
+    assert post(tenant)[0] == 200
+
+    disable(db, tenant)
+    assert post(tenant)[0] == 400  # still signed in from the cache (and the consumer is busy)
+    time.sleep(1.2)
+
+    assert post(tenant) == (401, UNAUTHORIZED)
+
+
+def test_without_a_cache_a_disabled_credential_stops_at_once(
+    db: firestore.Client, make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant()
+    post = serve(0)
+    assert post(tenant)[0] == 200
+
+    disable(db, tenant)
+
+    assert post(tenant) == (401, UNAUTHORIZED)
+
+
+def test_a_changed_tenant_setting_takes_effect_once_the_cache_has_passed(
+    db: firestore.Client, make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant()
+    post = serve(1.0)
+    assert post(tenant)[0] == 200
+
+    db.document(f"tenants/{tenant.id}").update({"sms_enabled": False})
+    time.sleep(1.2)
+
+    assert post(tenant) == (400, {"message": "SMS is not enabled"})
