@@ -38,19 +38,21 @@ class Keys(StoreBase):
     def claim_key(self, claim: Claim, record: StoredKey, replaces: StoredKey | None) -> Claim:
         """Hold the key: create its record, or replace ``replaces`` if it is unchanged."""
 
-        def write(transaction: firestore.Transaction) -> None:
+        def write(batch: firestore.WriteBatch) -> None:
             ref = self._key_ref(claim.tenant_id, claim.key_id)
             if replaces is None:
-                transaction.create(ref, documents.stored(record))
+                batch.create(ref, documents.stored(record))
             else:
-                transaction.update(ref, documents.stored(record), option=self._at(replaces.version))
+                batch.update(ref, documents.stored(record), option=self._at(replaces.version))
 
-        [result] = self._transact(write)
+        # One write with its precondition: no transaction is needed to hold the key.
+        [result] = self._batch(write)
         return dataclasses.replace(claim, version=result.update_time)
 
-    def _complete_key(self, transaction: firestore.Transaction, completion: KeyCompletion) -> None:
+    def _complete_key(self, writes: Any, completion: KeyCompletion) -> None:
+        """Into a transaction or a batch: the answer recorded for a claimed key."""
         claim = completion.claim
-        transaction.update(
+        writes.update(
             self._key_ref(claim.tenant_id, claim.key_id),
             {
                 "status": completion.status,
@@ -62,12 +64,12 @@ class Keys(StoreBase):
 
     def finish_key(self, completion: KeyCompletion) -> None:
         """Record an answer that wrote nothing else (an error)."""
-        self._transact(lambda transaction: self._complete_key(transaction, completion))
+        self._batch(lambda batch: self._complete_key(batch, completion))
 
     def release_key(self, claim: Claim) -> None:
         """Give the key up, so that a retry runs afresh."""
         ref = self._key_ref(claim.tenant_id, claim.key_id)
-        self._transact(lambda transaction: transaction.delete(ref, option=self._at(claim.version)))
+        self._batch(lambda batch: batch.delete(ref, option=self._at(claim.version)))
 
 
 def _message_ref(data: Any) -> MessageRef | None:
