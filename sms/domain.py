@@ -94,6 +94,8 @@ class Chat:
     out_ticket_url: str | None = None
     chat_subtype: str | None = None
     fail_reason: str | None = None
+    # When a message last joined it (or it was opened): its idle clock (rule 6.4).
+    last_activity_at: dt.datetime | None = None
     version: Version = None
 
     @property
@@ -124,6 +126,10 @@ class ActiveSession:
     created_at: dt.datetime
     last_activity_at: dt.datetime
     written_by: str = ""  # the commit that wrote this mark: how a retry recognises its own write
+    # The chat, as stored. Every change to an active chat rewrites or removes its mark in the
+    # same commit, so a request learns the chat from the mark without reading it. (None in
+    # marks written before it was kept there: the chat is then read.)
+    chat: Chat | None = None
     version: Version = None
 
     def expires_at(self, timeout_seconds: int) -> dt.datetime:

@@ -147,6 +147,7 @@ class SessionOpener(_UseCase):
             participants=tuple(participants),
             agent=agent,
             assigned_at=now if agent else None,
+            last_activity_at=now,
         )
         chat = dataclasses.replace(chat, **chat_fields)
         session = ActiveSession(
@@ -156,6 +157,7 @@ class SessionOpener(_UseCase):
             created_at=now,
             last_activity_at=now,
             written_by=_write_id(),
+            chat=chat,
         )
         return Plan(
             tenant_id=tenant.id,
@@ -352,12 +354,13 @@ def joined(
 ) -> Plan:
     """A message joins the consumer's active session, which counts as activity."""
     session, chat = active
+    chat = dataclasses.replace(chat, last_activity_at=now, version=None)
     return Plan(
         tenant_id=tenant_id,
         consumer=consumer,
         message=message,
         session=dataclasses.replace(
-            session, last_activity_at=now, written_by=_write_id(), version=None
+            session, last_activity_at=now, written_by=_write_id(), chat=chat, version=None
         ),
         session_version=session.version,
         answer=chat,
@@ -421,7 +424,11 @@ class ChatSessions(_UseCase):
     def get(self, tenant: Tenant, chat_id: int) -> str:
         """The chat document as it stands now."""
         limit = deadline.current(self._deadline_seconds)
-        chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
+        chat = limit.retry(lambda: self._store.read_chat(tenant.id, chat_id))
+        session = None
+        if chat is not None and chat.active and chat.last_activity_at is None:
+            # A chat stored before it kept its idle clock: its consumer's mark has it.
+            chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
         if chat is None:
             raise errors.NotFound()
         logs.note(outcome="chat_read", chat_id=chat.id)
@@ -510,8 +517,12 @@ def _cursor(token: str) -> tuple[dt.datetime, str]:
 
 def _as_of(tenant: Tenant, chat: Chat, session: ActiveSession | None, now: dt.datetime) -> Chat:
     """The chat as it stands at ``now``: a session idle past the tenant's timeout has ended."""
-    if chat.active and session is not None and session.chat_id == chat.id:
-        expires_at = session.expires_at(tenant.session_timeout_seconds)
-        if now >= expires_at:
-            return chat.ended(expires_at)
-    return chat
+    if not chat.active:
+        return chat
+    last_activity = chat.last_activity_at
+    if session is not None and session.chat_id == chat.id:
+        last_activity = session.last_activity_at
+    if last_activity is None:
+        return chat
+    expires_at = last_activity + dt.timedelta(seconds=tenant.session_timeout_seconds)
+    return chat.ended(expires_at) if now >= expires_at else chat

@@ -100,6 +100,7 @@ def chat_doc(chat: Chat) -> dict[str, Any]:
         "out_ticket_id": chat.out_ticket_id,
         "out_ticket_url": chat.out_ticket_url,
         "fail_reason": chat.fail_reason,
+        "last_activity_at": chat.last_activity_at,
         "outbound_number": chat.outbound_number,
         "end_user_number": chat.end_user.phone_number,
         "end_user": stored(chat.end_user),
@@ -145,6 +146,7 @@ def chat_from(data: dict[str, Any], version: Any = None) -> Chat:
         out_ticket_url=data.get("out_ticket_url"),
         chat_subtype=data.get("chat_subtype"),
         fail_reason=data.get("fail_reason"),
+        last_activity_at=data.get("last_activity_at"),
         version=version,
     )
 
@@ -157,6 +159,7 @@ def session_doc(session: ActiveSession) -> dict[str, Any]:
         "created_at": session.created_at,
         "last_activity_at": session.last_activity_at,
         "written_by": session.written_by,
+        "chat": chat_doc(session.chat) if session.chat is not None else None,
     }
 
 
@@ -168,6 +171,7 @@ def session_from(data: dict[str, Any], version: Any) -> ActiveSession:
         created_at=data["created_at"],
         last_activity_at=data["last_activity_at"],
         written_by=data.get("written_by") or "",
+        chat=chat_from(data["chat"]) if data.get("chat") else None,
         version=version,
     )
 

@@ -120,7 +120,9 @@ class Sessions(Keys):
         end_user = (
             documents.end_user_from(end_user_snap.to_dict()) if end_user_snap.exists else None
         )
-        chat = self._chat(tenant_id, session.chat_id) if session is not None else None
+        chat = None
+        if session is not None:
+            chat = session.chat or self._chat(tenant_id, session.chat_id)
         return ConsumerState(session=session, end_user=end_user, chat=chat)
 
     def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]:
@@ -221,6 +223,9 @@ class Sessions(Keys):
             if plan.new_chat is not None:
                 chat_ref = self._chat_ref(plan.tenant_id, plan.new_chat.id)
                 transaction.create(chat_ref, documents.chat_doc(plan.new_chat))
+            else:  # the message joins the active chat: its idle clock starts again
+                chat_ref = self._chat_ref(plan.tenant_id, plan.session.chat_id)
+                transaction.update(chat_ref, {"last_activity_at": plan.session.last_activity_at})
             if plan.session_version is None:
                 transaction.create(session_ref, documents.session_doc(plan.session))
             else:
