@@ -177,24 +177,25 @@ class Sessions(Keys):
     def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]:
         return self._ids.take(tenant_id, kind, count)
 
-    def _reserve_ids(self, tenant_id: str, kind: str, count: int) -> int:
-        """Reserve ``count`` fresh ids of a kind; the first of them.
+    def _reserve_ids(self, tenant_id: str, counts: dict[str, int]) -> dict[str, int]:
+        """Reserve fresh ids of each kind, ``counts[kind]`` of them; the first of each.
 
-        The transaction does not read the counter: it adds ``count`` with a server-side
-        increment and learns the new total from the commit. Reading it first would lock it,
-        and instances reserving at once would wait on each other and abort.
+        The transaction does not read the counters: it adds to them with server-side
+        increments and learns the new totals from the commit. Reading them first would lock
+        them, and instances reserving at once would wait on each other and abort.
         """
-        counter = self._tenant(tenant_id).collection("counters").document(kind)
-        transaction = self._db.transaction(max_attempts=1)
+        kinds = sorted(counts)
+        results = self._transact(
+            lambda transaction: self._write_reservations(transaction, tenant_id, counts, kinds)
+        )
+        return _firsts(results, counts, kinds)
 
-        def reserve(transaction: firestore.Transaction) -> None:
-            transaction.set(counter, {"last_id": firestore.Increment(count)}, merge=True)
-
-        with _failures():
-            firestore.transactional(reserve)(transaction)
-        assert transaction.write_results is not None
-        last = int(transaction.write_results[0].transform_results[0].integer_value)
-        return last - count + 1
+    def _write_reservations(
+        self, writes: Any, tenant_id: str, counts: dict[str, int], kinds: list[str]
+    ) -> None:
+        for kind in kinds:
+            counter = self._tenant(tenant_id).collection("counters").document(kind)
+            writes.set(counter, {"last_id": firestore.Increment(counts[kind])}, merge=True)
 
     # -- writes
 
@@ -205,10 +206,14 @@ class Sessions(Keys):
         by preconditions, so a lost race fails the commit at once instead of waiting on a lock.
         """
         session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
+        # Ids running low: their next blocks are reserved by this commit (results 1 to n).
+        prefetch = self._ids.to_prefetch(plan.tenant_id)
+        kinds = sorted(prefetch)
 
         def write(transaction: firestore.Transaction) -> None:
             message_ref = self._message_ref(plan.tenant_id, plan.message.ref)
             transaction.create(message_ref, documents.message_doc(plan.message))  # result 0
+            self._write_reservations(transaction, plan.tenant_id, prefetch, kinds)
             if plan.new_end_user is not None:
                 transaction.create(end_user_ref, documents.stored(plan.new_end_user))
             if plan.finish is not None:
@@ -244,7 +249,13 @@ class Sessions(Keys):
             elif plan.opt_in:
                 transaction.delete(opt_out_ref)
 
-        return self._transact(write)[0].update_time
+        try:
+            results = self._transact(write)
+        except BaseException:
+            self._ids.prefetched(plan.tenant_id, prefetch, None)
+            raise
+        self._ids.prefetched(plan.tenant_id, prefetch, _firsts(results[1:], prefetch, kinds))
+        return results[0].update_time
 
     def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
         """Record a chat as ended and free its consumer, if the chat is still as it was read."""
@@ -267,3 +278,11 @@ class Sessions(Keys):
         if session is not None:
             session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
             writes.delete(session_ref, option=self._at(session.version))
+
+
+def _firsts(results: list[Any], counts: dict[str, int], kinds: list[str]) -> dict[str, int]:
+    """The first id of each range reserved, from the results of the counters' increments."""
+    return {
+        kind: int(result.transform_results[0].integer_value) - counts[kind] + 1
+        for kind, result in zip(kinds, results, strict=False)
+    }
