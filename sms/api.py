@@ -67,6 +67,12 @@ def text_response(status: int, body: str, headers: dict[str, str] | None = None)
     return response
 
 
+def report_problems(tenant: Tenant) -> None:
+    """The tenant settings that could not be used: the operator's to fix (logged at ERROR)."""
+    for problem in tenant.problems:
+        logs.event("ERROR", f"tenant {tenant.id}: setting {problem}", tenant=tenant.id)
+
+
 def no_content() -> flask.Response:
     """204: no body, so no Content-Type either."""
     response = flask.Response(status=204)
@@ -340,6 +346,7 @@ class Api:
             )
             if tenant is not None:
                 self._signed_in.put(key, tenant)
+                report_problems(tenant)
         if tenant is None:
             logs.note(outcome="unauthorized")
             raise errors.Unauthorized()

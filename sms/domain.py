@@ -36,6 +36,9 @@ class Tenant:
     session_timeout_seconds: int = DEFAULT_SESSION_TIMEOUT_SECONDS
     allowed_regions: tuple[str, ...] = DEFAULT_ALLOWED_REGIONS
     ticket_url_template: str | None = None
+    rate_limit_per_second: int = 0  # 0: no limit (SPEC 10.6)
+    # Settings of its document that could not be used, and what was used instead.
+    problems: tuple[str, ...] = ()
 
     def ticket_url(self, ticket_id: str | None) -> str | None:
         """The CRM link for a ticket, where the tenant configured a template."""

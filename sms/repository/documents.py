@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sms import tenants
 from sms.domain import (
-    DEFAULT_ALLOWED_REGIONS,
-    DEFAULT_LANG,
-    DEFAULT_SESSION_TIMEOUT_SECONDS,
     MAX_ID,
     OUTBOUND,
     ActiveSession,
@@ -36,24 +34,8 @@ def int_or_none(value: Any) -> int | None:
 
 
 def tenant_from(tenant_id: str, data: dict[str, Any]) -> Tenant:
-    """A tenant document read leniently: a field of the wrong type falls back to its default."""
-    timeout = int_or_none(data.get("session_timeout_seconds"))
-    regions = data.get("allowed_regions")
-    if isinstance(regions, list) and all(isinstance(r, str) for r in regions):
-        allowed = tuple(r.upper() for r in regions)
-    else:
-        allowed = DEFAULT_ALLOWED_REGIONS
-    return Tenant(
-        id=tenant_id,
-        sms_enabled=data.get("sms_enabled") is True,
-        outbound_sms_enabled=data.get("outbound_sms_enabled") is True,
-        lang=str_or_none(data.get("lang")) or DEFAULT_LANG,
-        session_timeout_seconds=timeout
-        if timeout and timeout > 0
-        else DEFAULT_SESSION_TIMEOUT_SECONDS,
-        allowed_regions=allowed,
-        ticket_url_template=str_or_none(data.get("ticket_url_template")),
-    )
+    """A tenant document, each field judged (sms.tenants)."""
+    return tenants.judge(tenant_id, data)
 
 
 def agent_from(agent_id: int, data: dict[str, Any]) -> Agent:
