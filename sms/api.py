@@ -18,7 +18,17 @@ from typing import Any, Protocol
 import flask
 import phonenumbers
 
-from sms import carriers, credentials, deadline, errors, idempotency, logs, phone, render
+from sms import (
+    admission,
+    carriers,
+    credentials,
+    deadline,
+    errors,
+    idempotency,
+    logs,
+    phone,
+    render,
+)
 from sms.cache import TtlCache
 from sms.carriers import Carrier
 from sms.carriers.log import LogCarrier
@@ -49,6 +59,8 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 class ApiStore(ReplyStore, KeyStore, MessageStore, Protocol):
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None: ...
+
+    def count_request(self, tenant_id: str) -> int: ...
 
 
 def json_response(
@@ -145,6 +157,7 @@ def _credentials(request: flask.Request) -> tuple[str, str]:
 
 
 Handler = Callable[[flask.Request, "re.Match[str]", bytes], flask.Response]
+TenantHandler = Callable[[flask.Request, "re.Match[str]", bytes, Tenant], flask.Response]
 
 
 @dataclass(frozen=True)
@@ -194,12 +207,14 @@ class Api:
         self._keys = Idempotency(
             store, clock=utc_now, deadline_seconds=deadline_seconds, lease=lease
         )
+        self._counter = admission.Counter(store.count_request)
+        signed_in = self._signed_in_as
         self._routes = (
-            Route(_SMS, {"POST": self._send}),
+            Route(_SMS, {"POST": signed_in(self._send)}),
             Route(_STATUS_CALLBACK, {"POST": self._status_callback}),
             Route(_INBOUND, {"POST": self._inbound}),
-            Route(_CHAT, {"GET": self._get_chat, "PATCH": self._end_chat}),
-            Route(_TRANSCRIPT, {"GET": self._transcript}),
+            Route(_CHAT, {"GET": signed_in(self._get_chat), "PATCH": signed_in(self._end_chat)}),
+            Route(_TRANSCRIPT, {"GET": signed_in(self._transcript)}),
         )
 
     def handle(self, request: flask.Request) -> flask.Response:
@@ -239,10 +254,28 @@ class Api:
             raise errors.MethodNotAllowed(tuple(route.methods))
         return handler(request, match, _read_body(request))
 
+    def _signed_in_as(self, handler: TenantHandler) -> Handler:
+        """A route of the tenants' API: HTTP Basic first (401), then the tenant's rate limit
+        (429, before any other answer and any write), then the handler."""
+
+        def run(request: flask.Request, match: re.Match[str], data: bytes) -> flask.Response:
+            tenant = self._authenticate(request)
+            with self._counter.admitting(tenant.id, tenant.rate_limit_per_second):
+                try:
+                    response = handler(request, match, data, tenant)
+                except BaseException:
+                    admission.check()  # over the limit: 429, whatever else went wrong
+                    raise
+                admission.check()
+                return response
+
+        return run
+
     # -- POST /apps/api/v1/sms
 
-    def _send(self, request: flask.Request, _: re.Match[str], data: bytes) -> flask.Response:
-        tenant = self._authenticate(request)
+    def _send(
+        self, request: flask.Request, _: re.Match[str], data: bytes, tenant: Tenant
+    ) -> flask.Response:
         key = idempotency.parse_key(request.headers.get("Idempotency-Key"))
         if key is None:
             return text_response(200, self._sms.send(tenant, parse_json(data)))
@@ -270,16 +303,19 @@ class Api:
 
     # -- /apps/api/v1/chats/{id} and its messages
 
-    def _get_chat(self, request: flask.Request, chat: re.Match[str], _: bytes) -> flask.Response:
-        tenant = self._authenticate(request)
+    def _get_chat(
+        self, _: flask.Request, chat: re.Match[str], __: bytes, tenant: Tenant
+    ) -> flask.Response:
         return text_response(200, self._chats.get(tenant, int(chat["id"])))
 
-    def _end_chat(self, request: flask.Request, chat: re.Match[str], data: bytes) -> flask.Response:
-        tenant = self._authenticate(request)
+    def _end_chat(
+        self, _: flask.Request, chat: re.Match[str], data: bytes, tenant: Tenant
+    ) -> flask.Response:
         return text_response(200, self._chats.end(tenant, int(chat["id"]), _json_or_none(data)))
 
-    def _transcript(self, request: flask.Request, chat: re.Match[str], _: bytes) -> flask.Response:
-        tenant = self._authenticate(request)
+    def _transcript(
+        self, request: flask.Request, chat: re.Match[str], _: bytes, tenant: Tenant
+    ) -> flask.Response:
         args = request.args
         page = self._chats.messages(
             tenant, int(chat["id"]), args.get("limit"), args.get("page_token")

@@ -11,6 +11,7 @@ The tree::
     ├── Conflict              409 an Idempotency-Key whose first request is still running
     ├── PayloadTooLarge       413
     ├── Unprocessable         422 an Idempotency-Key reused for a different request
+    ├── TooManyRequests       429 the tenant's requests per second are spent
     ├── SmsNotSent            502 the carrier refused the message, or could not be reached
     └── ServiceUnavailable    503 the backend could not be reached in time; carries Retry-After
         └── SendPending           the session is committed, its send not yet settled
@@ -158,6 +159,15 @@ class PayloadTooLarge(ApiError):
 
 class Unprocessable(ApiError):
     status = 422
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    message = "Too many requests"
+    outcome = "rate_limited"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class SmsNotSent(ApiError):

@@ -88,6 +88,7 @@ def test_tenant_documents_are_written_as_the_contract_says(
         "lang": "en",
         "session_timeout_seconds": 86400,
         "allowed_regions": ["US"],
+        "rate_limit_per_second": 10,  # the platform's documented limit (SPEC 10.6)
     }
     assert tenant.collection("outbound_numbers").document("+16285550199").get().to_dict() == {
         "sms_enabled": True
@@ -105,6 +106,7 @@ def test_every_tenant_setting_can_be_set_and_shown(admin: Admin, name: str) -> N
         "tenants", "update", name, "--outbound-sms-enabled", "--no-sms-enabled", "--lang", "pt-BR",
         "--session-timeout-seconds", "3600", "--allowed-regions", "us,ca",
         "--ticket-url-template", "https://crm.example.com/t/{ticket_id}",
+        "--rate-limit-per-second", "0",
     )  # fmt: skip
     assert status == 0
     expected = {
@@ -115,6 +117,7 @@ def test_every_tenant_setting_can_be_set_and_shown(admin: Admin, name: str) -> N
         "session_timeout_seconds": 3600,
         "allowed_regions": ["US", "CA"],
         "ticket_url_template": "https://crm.example.com/t/{ticket_id}",
+        "rate_limit_per_second": 0,
     }
     assert updated == expected
     _, shown, _ = admin("tenants", "show", name)

@@ -8,6 +8,7 @@ latency floor and most of its cost. These are counts, not timings: exact on any 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -61,6 +62,9 @@ class Counted:
         return Counter({name: count / REQUESTS for name, count in self.calls.items()})
 
 
+READS = threading.Event()  # set as a BatchGetDocuments call is issued
+
+
 def count_calls(client: firestore.Client) -> Counter[str]:
     """Wrap every gRPC method of the client with a counter; the counts, by method name."""
     calls: Counter[str] = Counter()
@@ -70,6 +74,8 @@ def count_calls(client: firestore.Client) -> Counter[str]:
 
         def counted(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
             calls[_name] += 1
+            if _name == "BatchGetDocuments":
+                READS.set()
             return _method(*args, **kwargs)
 
         methods[stub] = counted
@@ -174,3 +180,31 @@ def test_the_counter_counts_every_call_a_request_makes(counted: Counted) -> None
     )
 
     assert calls == {"BatchGetDocuments": 2, "RunQuery": 1}
+
+
+def test_a_rate_limit_costs_one_call_more_issued_alongside_the_first_read(
+    counted: Counted, db: firestore.Client
+) -> None:
+    db.document(f"tenants/{counted.tenant.id}").update({"rate_limit_per_second": 1000})
+    counted.api._signed_in = type(counted.api._signed_in)(5)  # sign in afresh, with the limit
+    assert counted.request("POST", SMS_PATH, open_session(999)).status_code == 200
+    count_request = counted.api._counter._count
+    overlapped: list[bool] = []
+
+    def count_while_reading(tenant_id: str) -> int:
+        # Held until the request's first read is on its way: had the request waited for
+        # its count before reading, this would wait in vain.
+        overlapped.append(READS.wait(5))
+        return count_request(tenant_id)
+
+    counted.api._counter._count = count_while_reading
+
+    def serve(n: int) -> flask.Response:
+        READS.clear()
+        return counted.request("POST", SMS_PATH, open_session(n))
+
+    calls = counted.per_request(serve, 200)
+
+    assert total(calls) <= OPEN_SESSION + 1, calls
+    assert calls["Commit"] == 3  # the count, the session's commit, the carrier's answer
+    assert overlapped == [True] * REQUESTS

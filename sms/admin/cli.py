@@ -24,7 +24,7 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 
-from sms import credentials, phone
+from sms import credentials, phone, tenants
 from sms.admin.store import ConfigStore, Exists, Missing
 from sms.config import Settings
 from sms.domain import (
@@ -40,7 +40,8 @@ EXIT_STATE = 1  # the store is not as the command needs (missing, exists, unreac
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://\S+")
-_MAX_TIMEOUT_SECONDS = 365 * 86400
+_MAX_TIMEOUT_SECONDS = tenants.MAX_SESSION_TIMEOUT_SECONDS
+DEFAULT_RATE_LIMIT = 10  # the platform's documented limit (SPEC 10.6)
 
 
 class Invalid(Exception):
@@ -61,6 +62,13 @@ def positive_int(what: str, value: str, maximum: int | None = None) -> int:
         raise Invalid(f"{what} must be a positive whole number, got {value!r}")
     if maximum is not None and int(value) > maximum:
         raise Invalid(f"{what} must be at most {maximum}, got {value}")
+    return int(value)
+
+
+def whole_number(what: str, value: str, maximum: int) -> int:
+    """0 or more (0: none)."""
+    if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) > maximum:
+        raise Invalid(f"{what} must be a whole number from 0 to {maximum}, got {value!r}")
     return int(value)
 
 
@@ -136,6 +144,10 @@ def _tenant_settings(args: argparse.Namespace) -> dict[str, Any]:
         fields["allowed_regions"] = regions(args.allowed_regions)
     if args.ticket_url_template is not None:
         fields["ticket_url_template"] = ticket_url_template(args.ticket_url_template)
+    if args.rate_limit_per_second is not None:
+        fields["rate_limit_per_second"] = whole_number(
+            "rate limit", args.rate_limit_per_second, tenants.MAX_RATE_LIMIT
+        )
     return fields
 
 
@@ -147,6 +159,7 @@ def tenants_create(store: ConfigStore, args: argparse.Namespace) -> Any:
         "lang": DEFAULT_LANG,
         "session_timeout_seconds": DEFAULT_SESSION_TIMEOUT_SECONDS,
         "allowed_regions": list(DEFAULT_ALLOWED_REGIONS),
+        "rate_limit_per_second": DEFAULT_RATE_LIMIT,
         **_tenant_settings(args),
     }
     store.create(store.tenant(tenant_id), fields, f"tenant {tenant_id!r}")
@@ -185,6 +198,7 @@ _SETTINGS = (
     "session_timeout_seconds",
     "allowed_regions",
     "ticket_url_template",
+    "rate_limit_per_second",
 )
 
 
@@ -492,6 +506,11 @@ def _tenant_options(parser: argparse.ArgumentParser) -> None:
         "--ticket-url-template",
         metavar="URL",
         help="CRM link of a ticket, with {ticket_id}, e.g. https://crm.example.com/t/{ticket_id}",
+    )
+    parser.add_argument(
+        "--rate-limit-per-second",
+        metavar="N",
+        help=f"API requests per second; 0: no limit (default {DEFAULT_RATE_LIMIT})",
     )
 
 

@@ -12,7 +12,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.cloud import firestore
 
-from sms import deadline, errors
+from sms import admission, deadline, errors
 from sms.domain import MessageRef
 
 # Precondition failures of a commit: another request wrote the document first.
@@ -110,6 +110,7 @@ class StoreBase:
 
         Lost races and transient failures come out as the service's errors.
         """
+        admission.check(deadline.call_timeout(5.0))  # a request over its limit writes nothing
         transaction = self._db.transaction(max_attempts=1)
         with _failures(commit=True):
             firestore.transactional(write)(transaction)
@@ -117,6 +118,7 @@ class StoreBase:
 
     def _batch(self, write: Callable[[firestore.WriteBatch], None]) -> list[Any]:
         """Commit writes atomically without a transaction (one call, no locks); the results."""
+        admission.check(deadline.call_timeout(5.0))  # a request over its limit writes nothing
         batch = self._db.batch()
         write(batch)
         with _failures(commit=True):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hmac
+import time
 from typing import Any
 
 from google.cloud import firestore
@@ -49,6 +51,23 @@ class Sessions(Keys):
             ):
                 return documents.tenant_from(tenant_id, tenant_snap.to_dict() or {})
         return None
+
+    def count_request(self, tenant_id: str) -> int:
+        """Count one request in its tenant's current second; the count so far (SPEC 10.6).
+
+        A server-side increment of tenants/{t}/request_counts/{second}: it reads nothing, so
+        counts made at once by any number of instances never wait on or abort each other.
+        The document expires (TTL on expires_at) a minute later.
+        """
+        now = time.time()
+        second = int(now)
+        ref = self._tenant(tenant_id).collection("request_counts").document(str(second))
+        expires = dt.datetime.fromtimestamp(second + 60, dt.timezone.utc)
+        batch = self._db.batch()
+        batch.set(ref, {"count": firestore.Increment(1), "expires_at": expires}, merge=True)
+        with _failures(commit=True):
+            [result] = batch.commit()
+        return int(result.transform_results[0].integer_value)
 
     # -- reads for one request
 
