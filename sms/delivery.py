@@ -260,7 +260,10 @@ class Delivery:
                 chat, mark = limit.retry(
                     lambda: self._store.chat_and_session(tenant_id, message.chat_id)
                 )
-                ended = chat.ended(now, "failed", reason) if chat and chat.active else None
+                ended = None
+                if chat is not None and chat.active:  # never before its last message
+                    at = max(self._clock(), chat.last_activity_at or chat.created_at)
+                    ended = chat.ended(at, "failed", reason)
                 if ended is None or mark is None or mark.chat_id != message.chat_id:
                     mark = None
                 try:

@@ -437,17 +437,19 @@ class ChatSessions(_UseCase):
     def end(self, tenant: Tenant, chat_id: int, body: Any) -> str:
         """Finish an active session and free its consumer; the ended chat's document."""
         limit = deadline.current(self._deadline_seconds)
-        now = self._clock()
-        outcome_unknown = False  # a commit of this request may have landed unseen
+        tried: set[dt.datetime] = set()  # ends of commits whose outcome is unknown
         while True:
             chat, session = limit.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
             if chat is None:
                 raise errors.NotFound()
             if not isinstance(body, dict) or body.get("status") != "finished":
                 raise BadRequest(errors.STATUS_MUST_BE_FINISHED)
+            # The time of this attempt, and never before the chat's last message: a message
+            # that joined while this request was retrying is part of the session it ends.
+            now = max(self._clock(), chat.last_activity_at or chat.created_at)
             current = _as_of(tenant, chat, session, now)
             if not current.active:
-                if outcome_unknown and current.ends_at == now:
+                if current.ends_at in tried:
                     return render.to_json(render.chat_document(current))  # it had landed
                 raise BadRequest(errors.CHAT_ALREADY_ENDED)
             ended = chat.ended(now)
@@ -459,7 +461,7 @@ class ChatSessions(_UseCase):
             except errors.LostRace:
                 pass  # changed meanwhile (ended by another request?): read it again
             except errors.BackendUnavailable:
-                outcome_unknown = True
+                tried.add(now)
             limit.pause()
 
     def messages(

@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 
-from conftest import SEED_BODY, basic, count_documents
+from conftest import SEED_BODY, SMS_PATH, Tenant, basic, count_documents
 from sms.devtools.seed import DEMO_AGENT
 
 CHATS = "/apps/api/v1/chats"
@@ -299,3 +302,46 @@ def test_an_active_session_reads_as_active_within_its_timeout(send, get, make_te
     time.sleep(1.1)
     read = ok(get(created["id"], as_=patient))
     assert (read["status"], read["ends_at"]) == ("assigned", None)
+
+
+def test_a_chat_ended_while_agents_send_on_it_ends_after_its_last_message(
+    server: str, tenant: Tenant
+) -> None:
+    for round_ in range(3):
+        to = f"+1 415-555-02{round_:02d}"
+        opened = requests.post(
+            server + SMS_PATH,
+            json={**SEED_BODY, "end_user_number": to, "agentId": 1},
+            headers=tenant.headers,
+            timeout=30,
+        )
+        chat_id = opened.json()["id"]
+        start = threading.Barrier(9)
+
+        def act(n: int, to: str = to, chat_id: int = chat_id, start: Any = start) -> int:
+            start.wait()
+            if n == 4:
+                return requests.patch(
+                    f"{server}/apps/api/v1/chats/{chat_id}",
+                    json={"status": "finished"},
+                    headers=tenant.headers,
+                    timeout=30,
+                ).status_code
+            body = {**SEED_BODY, "end_user_number": to, "agentId": 1, "message": f"m{n}"}
+            return requests.post(
+                server + SMS_PATH, json=body, headers=tenant.headers, timeout=30
+            ).status_code
+
+        with ThreadPoolExecutor(9) as pool:
+            answers = list(pool.map(act, range(9)))
+
+        assert answers[4] == 200
+        chat = requests.get(
+            f"{server}/apps/api/v1/chats/{chat_id}", headers=tenant.headers, timeout=30
+        ).json()
+        messages = requests.get(
+            f"{server}/apps/api/v1/chats/{chat_id}/messages", headers=tenant.headers, timeout=30
+        ).json()["messages"]
+        assert chat["status"] == "finished"
+        assert all(m["created_at"] <= chat["ends_at"] for m in messages), (chat, messages)
+        assert all(p["ended_at"] == chat["ends_at"] for p in chat["participants"])
