@@ -94,13 +94,24 @@ def no_content() -> flask.Response:
 
 
 def error_response(error: ApiError) -> flask.Response:
-    return json_response(error.status, {"message": error.message}, error.headers())
+    response = json_response(error.status, {"message": error.message}, error.headers())
+    if isinstance(error, errors.PayloadTooLarge):
+        response.headers["Connection"] = "close"  # the body was refused unread
+    return response
 
 
 def _read_body(request: flask.Request) -> bytes:
+    """The body, of at most MAX_BODY_BYTES; 413 as soon as it is known to be longer.
+
+    A body declared too long is not read at all. Whatever is not read here is not read
+    later either: functions-framework reads the whole request after the function has
+    answered (and into memory), unless the request says its data is read already.
+    """
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        request._cached_data = b""  # noqa: SLF001 werkzeug's cache of get_data()
         raise errors.PayloadTooLarge()
     data = request.stream.read(MAX_BODY_BYTES + 1)
+    request._cached_data = data  # noqa: SLF001
     if len(data) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge()
     return data

@@ -1,4 +1,5 @@
-"""Serve the function with functions-framework, as Cloud Functions does, on a loopback port."""
+"""Serve the function on a loopback port: functions-framework's app and gunicorn settings,
+with the hardened worker of sms.serving (as a self-hosted function should run)."""
 
 from __future__ import annotations
 
@@ -30,15 +31,15 @@ def answers(url: str) -> bool:
 
 
 class Server:
-    """`functions-framework --target=...` in a process group of its own (gunicorn has workers)."""
+    """`python -m sms.serving --target=...` in a process group of its own (gunicorn forks)."""
 
     def __init__(
         self, port: int, env: dict[str, str], log: IO[bytes] | None = None, target: str = "sms_api"
     ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", f"--target={target}",
-             "--source=main.py", "--host=127.0.0.1", f"--port={port}"],
+            [sys.executable, "-m", "sms.serving", f"--target={target}",
+             "--host=127.0.0.1", f"--port={port}"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -79,6 +80,6 @@ def running(
 
 @contextlib.contextmanager
 def serving(port: int, env: dict[str, str], log: IO[bytes] | None = None) -> Iterator[str]:
-    """Run `functions-framework --target=sms_api` until the block ends; yields its URL."""
+    """Serve the function (target sms_api) until the block ends; yields its URL."""
     with running(port, env, log) as server:
         yield server.url

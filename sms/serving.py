@@ -1,0 +1,151 @@
+"""Serve the function as functions-framework does, with a worker hardened for self-hosting.
+
+    python -m sms.serving [--target sms_api] [--host 0.0.0.0] [--port 8080]
+
+Deployed, requests reach the function through Google's front end, which holds the clients'
+connections itself. Served anywhere else (the local run, the tests, a host of your own),
+gunicorn faces the clients directly, and functions-framework's gunicorn settings (one worker,
+threads = 4 x CPUs, no timeout) let eight connections that send one byte and wait stop every
+other request for as long as they stay open. This runs functions-framework's own app and
+gunicorn application, with one difference, its worker:
+
+- a client socket gives up on a read or a write that waits longer than CLIENT_TIMEOUT_SECONDS
+  (as if the client had gone), so a stalled client holds a thread for seconds, not forever;
+- an answer of 413 closes the connection at once, rather than reading the body it refused
+  before the connection could be used again;
+- what gunicorn answers by itself (a malformed request, a header over 8190 bytes, both
+  Transfer-Encoding and Content-Length) is JSON like every other answer, not an HTML page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+from functions_framework._http.gunicorn import GunicornApplication
+from gunicorn import util
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from sms import logs
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT_TIMEOUT_SECONDS = 3.0
+
+
+class _PatientSocket(socket.socket):
+    """A client socket that waits for the client at most CLIENT_TIMEOUT_SECONDS at a time.
+
+    gunicorn makes its sockets blocking (``setblocking(True)``, no timeout) before it reads a
+    request; here that means blocking with a timeout. A client that makes a read or a write
+    wait longer is treated as a client that has gone.
+    """
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(CLIENT_TIMEOUT_SECONDS)
+        else:
+            super().setblocking(False)
+
+    def recv(self, *args: Any) -> bytes:
+        try:
+            return super().recv(*args)
+        except TimeoutError as exc:
+            raise ConnectionResetError(errno.ECONNRESET, "client too slow") from exc
+
+    def recv_into(self, *args: Any) -> int:
+        try:
+            return super().recv_into(*args)
+        except TimeoutError as exc:
+            raise ConnectionResetError(errno.ECONNRESET, "client too slow") from exc
+
+    def sendall(self, *args: Any) -> None:
+        try:
+            super().sendall(*args)
+        except TimeoutError as exc:
+            raise ConnectionResetError(errno.ECONNRESET, "client too slow") from exc
+
+
+def _json_error(sock: socket.socket, status: int, reason: str, detail: str) -> None:
+    """What gunicorn answers by itself, as the JSON every other answer is."""
+    body = json.dumps({"message": reason}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nCache-Control: no-store\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    logs.event(
+        "WARNING" if status < 500 else "ERROR",
+        f"{status} {reason}, answered by the server before the function: {detail[:200]}",
+        httpRequest={"status": status},
+        outcome="rejected",
+    )
+    util.write_nonblock(sock, head + body)
+
+
+class GuardedWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker, as functions-framework runs it, hardened (see above)."""
+
+    def init_process(self) -> None:
+        util.write_error = _json_error  # this worker's own error answers
+        super().init_process()
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        patient = _PatientSocket(client.family, client.type, client.proto, client.detach())
+        # gunicorn's own accept, from here on, with the patient socket.
+        self.nr_conns += 1
+        patient.setblocking(True)
+        self.enqueue_req(TConn(self.cfg, patient, address, listener.getsockname()))
+
+    wsgi: Any
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = _close_after_413(self.wsgi)
+
+
+def _close_after_413(app: Any) -> Any:
+    """A 413 says the body was refused unread: close the connection rather than drain it."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if status.startswith("413"):
+                response = getattr(start_response, "__self__", None)  # gunicorn's Response
+                if response is not None and hasattr(response, "force_close"):
+                    response.force_close()
+            return start_response(status, headers, *exc_info)
+
+        return app(environ, start)
+
+    return wsgi
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", default=os.environ.get("FUNCTION_TARGET", "sms_api"))
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    args = parser.parse_args(argv)
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target=args.target, source=str(ROOT / "main.py")
+    )
+    GunicornApplication(  # type: ignore[no-untyped-call]
+        app, args.host, args.port, False, worker_class="sms.serving.GuardedWorker"
+    ).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
