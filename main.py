@@ -22,5 +22,5 @@ def sms_sweeper(request: flask.Request) -> flask.Response:
 
 @functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
 def framework_error(error: HTTPException) -> flask.Response:
-    """Answers the framework gives by itself (such as /favicon.ico) are JSON too."""
-    return api.json_response(error.code or 500, {"message": error.name})
+    """Answers the framework gives by itself (such as /favicon.ico) are JSON too, and logged."""
+    return api.framework_answer(error.code or 500, error.name)

@@ -433,6 +433,17 @@ def handle(request: flask.Request) -> flask.Response:
     return api.handle(request)
 
 
+def framework_answer(status: int, name: str) -> flask.Response:
+    """An answer functions-framework gives by itself (/favicon.ico, /robots.txt, a path it
+    cannot route): JSON like every other, and logged like every other."""
+    request = flask.request
+    with logs.RequestLine(request.method, request.path, {}) as line:
+        logs.note(outcome="rejected", error=name)
+        response = json_response(status, {"message": name})
+    line.write(response.status_code)
+    return response
+
+
 def _misconfigured(exc: ValueError) -> flask.Response:
     """A setting the function cannot work with: the operator reads why, the client a 500."""
     logs.event("ERROR", f"the function cannot start: {exc}")

@@ -22,6 +22,12 @@ _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_fields", default=None
 )
 _write_lock = threading.Lock()
+# What is logged of a request's path and method, at most; beyond, the length is said.
+MAX_LOGGED_PATH = 200
+MAX_LOGGED_METHOD = 16
+# In a path: what looks like a phone number (9 digits or more, or + and 7), or a credential.
+_PHONE_LIKE = re.compile(r"\+[\d\s().-]{7,}\d|\d(?:[\s().-]?\d){8,}")
+_CREDENTIAL_LIKE = re.compile(r"(?i)\b(?:basic|bearer)\b(?:[\s:=]+[^\s/]+)?|[A-Za-z0-9+_=-]{24,}")
 _CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([01]))?")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
@@ -36,6 +42,21 @@ def mask(e164: str | None) -> str | None:
         return "*" * max(len(e164) - 2, 0) + e164[-2:]
     hidden = len(e164) - 1 - len(country) - 2
     return f"+{country}{'*' * max(hidden, 0)}{e164[-2:]}"
+
+
+def _masked_digits(match: re.Match[str]) -> str:
+    digits = [c for c in match.group() if c.isdigit()]
+    return "*" * (len(digits) - 2) + "".join(digits[-2:])
+
+
+def clean_path(path: str) -> str:
+    """A request path as it may be logged: bounded, numbers masked, credentials removed."""
+    shown = _CREDENTIAL_LIKE.sub("[redacted]", path[:MAX_LOGGED_PATH])
+    shown = _PHONE_LIKE.sub(_masked_digits, shown)
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
+    if len(path) > MAX_LOGGED_PATH:
+        shown += f"... ({len(path)} characters)"
+    return shown
 
 
 def note(**fields: Any) -> None:
@@ -73,7 +94,8 @@ class RequestLine:
     """Collects one request's fields while it is served, then writes its line."""
 
     def __init__(self, method: str, path: str, base: dict[str, Any]) -> None:
-        self._method, self._path = method, path
+        self._method = clean_path(method[:MAX_LOGGED_METHOD])
+        self._path = clean_path(path)
         self._base = base
         self._started = time.monotonic()
         self._token: contextvars.Token[dict[str, Any] | None] | None = None

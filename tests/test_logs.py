@@ -142,6 +142,9 @@ class _BrokenStore:
     def authenticate(self, tenant_id: str, token_sha256: str) -> None:
         raise RuntimeError("internal detail: connection string secret-42")
 
+    def count_request(self, tenant_id: str) -> int:
+        return 0
+
 
 def test_an_unexpected_exception_is_logged_with_its_traceback_and_answered_without_internals(
     capsys: pytest.CaptureFixture[str],
@@ -159,3 +162,42 @@ def test_an_unexpected_exception_is_logged_with_its_traceback_and_answered_witho
     assert line["outcome"] == "error"
     assert "Traceback (most recent call last)" in line["stack_trace"]
     assert "RuntimeError: internal detail" in line["stack_trace"]
+
+
+def test_a_huge_path_makes_a_bounded_line(
+    app_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    path = "/apps/" + "x" * 5_000_000
+    answer = app_client.get("/", environ_overrides={"PATH_INFO": path})
+
+    assert answer.status_code == 404
+    line = only_line(capsys)
+    assert len(json.dumps(line)) < 2000
+    assert line["httpRequest"]["requestUrl"].endswith(f"... ({len(path)} characters)")
+
+
+def test_a_phone_number_and_a_credential_in_a_path_are_not_logged(
+    app_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    path = "/apps/api/v1/sms/+14155550100/Basic dGVzdDpzM2NyZXQtdG9rZW4tdmFsdWU="
+    app_client.get("/", environ_overrides={"PATH_INFO": path})
+    text = capsys.readouterr().out
+
+    for secret in ("4155550100", "dGVzdDpzM2NyZXQtdG9rZW4tdmFsdWU", "Basic dGVz"):
+        assert secret not in text
+    assert "********00" in text
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico", "/robots.txt", "/apps/a\nb"])
+def test_answers_the_framework_gives_by_itself_are_logged_too(
+    app_client: Any, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    capsys.readouterr()
+    answer = app_client.get("/", environ_overrides={"PATH_INFO": path})
+
+    assert (answer.status_code, answer.get_json()) == (404, {"message": "Not Found"})
+    line = only_line(capsys)
+    assert line["httpRequest"]["status"] == 404
+    assert "\n" not in line["httpRequest"]["requestUrl"]
