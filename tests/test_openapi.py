@@ -5,9 +5,9 @@ its error texts against sms/errors.py), then against live answers: every request
 over real HTTP to the function served by functions-framework (the `server` fixture, with the
 `log` carrier; `twilio_server`, with SMS_CARRIER=twilio against the stand-in for Twilio, for
 refused sends, Twilio's signed status callbacks and the consumers' signed replies), and each
-request/response pair is validated with openapi-core. Answers that belong to no operation (an
-unknown path, a method a path does not have) are validated against the document's
-`components/responses` entry for them.
+request/response pair is validated with openapi-core (a tenant limited to one request a
+second gives the 429s). Answers that belong to no operation (an unknown path, a method a path
+does not have) are validated against the document's `components/responses` entry for them.
 """
 
 from __future__ import annotations
@@ -582,6 +582,7 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (SMS_PATH, "post", 409): {errors.IDEMPOTENCY_KEY_IN_PROGRESS},
     (SMS_PATH, "post", 413): {errors.PayloadTooLarge.message},
     (SMS_PATH, "post", 422): {errors.IDEMPOTENCY_KEY_REUSED},
+    (SMS_PATH, "post", 429): {errors.TooManyRequests.message},
     (SMS_PATH, "post", 502): {errors.SMS_NOT_SENT},
     (SMS_PATH, "post", 503): {errors.ServiceUnavailable.message},
     (STATUS_PATH, "post", 400): {errors.MESSAGE_SID_REQUIRED, errors.MESSAGE_STATUS_REQUIRED},
@@ -601,16 +602,19 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (CHAT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "get", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
+    (CHAT_TEMPLATE, "get", 429): {errors.TooManyRequests.message},
     (CHAT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
     (CHAT_TEMPLATE, "patch", 400): {errors.CHAT_ALREADY_ENDED, errors.STATUS_MUST_BE_FINISHED},
     (CHAT_TEMPLATE, "patch", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "patch", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "patch", 413): {errors.PayloadTooLarge.message},
+    (CHAT_TEMPLATE, "patch", 429): {errors.TooManyRequests.message},
     (CHAT_TEMPLATE, "patch", 503): {errors.ServiceUnavailable.message},
     (TRANSCRIPT_TEMPLATE, "get", 400): {errors.LIMIT_INVALID, errors.PAGE_TOKEN_INVALID},
     (TRANSCRIPT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
     (TRANSCRIPT_TEMPLATE, "get", 404): {errors.NotFound.message},
     (TRANSCRIPT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
+    (TRANSCRIPT_TEMPLATE, "get", 429): {errors.TooManyRequests.message},
     (TRANSCRIPT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
 }
 
@@ -630,6 +634,7 @@ def test_each_error_answer_lists_exactly_its_texts() -> None:
     components = SPEC["components"]["responses"]
     assert message_enum(components["NotFound"]) == [errors.NotFound.message]
     assert message_enum(components["MethodNotAllowed"]) == [errors.MethodNotAllowed.message]
+    assert message_enum(components["TooManyRequests"]) == [errors.TooManyRequests.message]
 
 
 def test_the_400_table_follows_the_order_of_precedence() -> None:
@@ -731,12 +736,59 @@ def test_the_headers_of_the_contract_are_documented() -> None:
         "Unauthorized": "WWW-Authenticate",
         "MethodNotAllowed": "Allow",
         "ServiceUnavailable": "Retry-After",
+        "TooManyRequests": "Retry-After",
     }
     for response, header in required.items():
         spec = resolve(SPEC["components"]["responses"][response]["headers"][header])
         assert spec["required"] is True, header
     unauthorized = SPEC["components"]["responses"]["Unauthorized"]["headers"]
     assert resolve(unauthorized["WWW-Authenticate"])["schema"]["const"] == 'Basic realm="sms"'
+
+
+# The operations a tenant calls with HTTP Basic: those its rate limit counts (SPEC 10.6).
+SIGNED_IN = {
+    (SMS_PATH, "post"),
+    (CHAT_TEMPLATE, "get"),
+    (CHAT_TEMPLATE, "patch"),
+    (TRANSCRIPT_TEMPLATE, "get"),
+}
+
+
+def test_429_is_documented_for_every_operation_a_tenant_calls_and_no_webhook() -> None:
+    limited = {(path, method) for path, method, op in every_operation() if "429" in op["responses"]}
+    basic_auth = {(path, method) for path, method, op in every_operation() if "security" not in op}
+    assert limited == basic_auth == SIGNED_IN
+    for path, method in SIGNED_IN:
+        answer = operation(path, method)["responses"]["429"]
+        assert answer == {"$ref": "#/components/responses/TooManyRequests"}, (method, path)
+    retry_after = resolve(
+        SPEC["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"]
+    )
+    assert retry_after["required"] is True
+    assert schema_errors(retry_after["schema"], 1) == []  # SPEC 10.6: always `Retry-After: 1`
+    for other in (0, 2, "1"):
+        assert schema_errors(retry_after["schema"], other) != [], other
+
+
+def test_the_rate_limit_is_described_with_its_setting_and_its_place_in_the_order() -> None:
+    overview = SPEC["info"]["description"]
+    for words in (
+        "`rate_limit_per_second`",
+        "`tenants/{subdomain}`",
+        "missing or `0`",
+        "writes `10`",
+        "`Retry-After: 1`",
+        "#/components/responses/TooManyRequests",
+    ):
+        assert words in overview, words
+    order = overview[overview.index("**Which answer comes first.**") :]
+    places = [order.index(f"(`{status}`") for status in (404, 405, 413, 401, 429, 400)]
+    assert places == sorted(places)
+    # A 429 is never recorded for an Idempotency-Key: the document says so where it lists
+    # what is.
+    assert "`429`" in SPEC["components"]["parameters"]["IdempotencyKey"]["description"]
+    too_many = SPEC["components"]["responses"]["TooManyRequests"]["description"]
+    assert "`tenants/{subdomain}`" in too_many
 
 
 # ---- live answers: success --------------------------------------------------------------
@@ -1189,6 +1241,187 @@ def test_422_conforms(post: Callable[..., requests.Response]) -> None:
     assert error_of(response) == (422, {"message": errors.IDEMPOTENCY_KEY_REUSED})
     assert request_errors(response) == []
     assert_conforms(response)
+
+
+# ---- live answers: 429 ------------------------------------------------------------------
+
+TOO_MANY = {"message": errors.TooManyRequests.message}
+OTHER_CONSUMER = "+1 415-555-0102"  # the limited tenant's open chat; the requests use 0100
+
+
+@pytest.fixture
+def limited(make_tenant: Callable[..., Any]) -> Any:
+    """A tenant that may make one request a second (SPEC 10.6)."""
+    return make_tenant(
+        settings={"sms_enabled": True, "outbound_sms_enabled": True, "rate_limit_per_second": 1}
+    )
+
+
+def next_second() -> None:
+    """Wait until just after the start of a second, so that what follows falls within one."""
+    time.sleep(1.05 - time.time() % 1)
+
+
+def in_one_second(
+    admitted: Callable[[], requests.Response], *after: Callable[[], requests.Response]
+) -> list[requests.Response]:
+    """At the start of a second, `admitted` spends the tenant's one request of it; then each
+    of `after`, in the same second. Their answers."""
+    next_second()
+    second = int(time.time())
+    first = admitted()
+    answers = [request() for request in after]
+    assert int(time.time()) == second, "the requests straddled a second"
+    assert first.status_code != 429, first.text
+    return answers
+
+
+def assert_too_many(response: requests.Response) -> None:
+    """The documented 429: its text and `Retry-After: 1`, as the operation documents them."""
+    assert error_of(response) == (429, TOO_MANY)
+    assert response.headers["Retry-After"] == "1"
+    assert REPLAYED not in response.headers
+    assert_conforms(response)
+
+
+def stored(db: firestore.Client, tenant: Any) -> dict[str, Any]:
+    """What the tenant's requests have written: sessions and their messages, the consumers'
+    marks, end users, Idempotency-Key records."""
+    found = {}
+    for name in ("chats", "active_sessions", "end_users", "idempotency_keys"):
+        for snap in db.collection(f"tenants/{tenant.id}/{name}").stream():
+            found[f"{name}/{snap.id}"] = snap.to_dict()
+            for message in snap.reference.collection("messages").stream():
+                found[f"{name}/{snap.id}/messages/{message.id}"] = message.to_dict()
+    return found
+
+
+class Limited(NamedTuple):
+    method: str
+    path: str  # "{id}": the limited tenant's open chat
+    body: Any  # a JSON value, or the raw bytes of the body
+    key: str | None  # an Idempotency-Key, where one is sent
+    schema_refuses: bool  # whether the document can tell the request is wrong
+    then: tuple[int, str | None]  # the same request's answer in the next second (its text)
+
+
+LIMITED = {
+    "post": Limited("POST", SMS_PATH, SEED_BODY, None, False, (200, None)),
+    "post_invalid_body": Limited(
+        "POST", SMS_PATH, _body(chat_type="In-app"), None, True, (400, errors.CHAT_TYPE_INVALID)
+    ),
+    "post_not_json": Limited(
+        "POST", SMS_PATH, b"not json", None, True, (400, errors.BODY_NOT_OBJECT)
+    ),
+    "post_invalid_key": Limited(
+        "POST", SMS_PATH, SEED_BODY, "has space", True, (400, errors.IDEMPOTENCY_KEY_INVALID)
+    ),
+    "get": Limited("GET", CHAT_TEMPLATE, None, None, False, (200, None)),
+    "get_unknown": Limited("GET", f"{CHATS}/999999", None, None, False, (404, "Not Found")),
+    "patch": Limited("PATCH", CHAT_TEMPLATE, FINISH, None, False, (200, None)),
+    "patch_invalid": Limited(
+        "PATCH",
+        CHAT_TEMPLATE,
+        {"status": "open"},
+        None,
+        True,
+        (400, errors.STATUS_MUST_BE_FINISHED),
+    ),
+    "transcript": Limited("GET", TRANSCRIPT_TEMPLATE, None, None, False, (200, None)),
+    "transcript_bad_limit": Limited(
+        "GET", TRANSCRIPT_TEMPLATE + "?limit=0", None, None, True, (400, errors.LIMIT_INVALID)
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LIMITED.values(), ids=LIMITED.keys())
+def test_a_429_conforms_on_each_operation_wins_over_its_other_answers_and_writes_nothing(
+    server: str, limited: Any, db: firestore.Client, case: Limited
+) -> None:
+    open_chat = _body(end_user_number=OTHER_CONSUMER)
+    chat_id = opened(call(server, "POST", SMS_PATH, open_chat, headers=limited.headers))["id"]
+    path = case.path.replace("{id}", str(chat_id))
+    headers = {**limited.headers, **({"Idempotency-Key": case.key} if case.key else {})}
+    data = case.body if isinstance(case.body, bytes) else None
+
+    def request() -> requests.Response:
+        return call(server, case.method, path, case.body, data=data, headers=headers)
+
+    def read_the_chat() -> requests.Response:
+        return call(server, "GET", f"{CHATS}/{chat_id}", headers=limited.headers)
+
+    before = stored(db, limited)
+    [refused] = in_one_second(read_the_chat, request)
+    assert_too_many(refused)
+    assert bool(request_errors(refused)) is case.schema_refuses, request_errors(refused)
+    assert stored(db, limited) == before
+
+    next_second()  # a new second: the same request answers as it does within the limit
+    then = request()
+    status, text = case.then
+    assert then.status_code == status, then.text
+    if text is not None:
+        assert then.json() == {"message": text}
+    assert REPLAYED not in then.headers
+    assert_conforms(then)
+
+
+def test_a_429_leaves_the_idempotency_key_free(
+    server: str, limited: Any, db: firestore.Client
+) -> None:
+    def post_with_key(body: Any = SEED_BODY) -> requests.Response:
+        headers = {**limited.headers, "Idempotency-Key": "order-4713"}
+        return call(server, "POST", SMS_PATH, body, headers=headers)
+
+    def read_a_chat() -> requests.Response:
+        return call(server, "GET", f"{CHATS}/1", headers=limited.headers)
+
+    [refused] = in_one_second(read_a_chat, post_with_key)
+    assert_too_many(refused)
+    assert request_errors(refused) == []
+    assert stored(db, limited) == {}
+
+    next_second()
+    first = post_with_key()  # runs afresh: nothing was recorded for the key
+    created = opened(first)
+    assert REPLAYED not in first.headers
+    next_second()
+    again = post_with_key()  # the 200 was recorded, and is replayed
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers[REPLAYED] == "true"
+    assert_conforms(again)
+    chats = [key for key in stored(db, limited) if re.fullmatch(r"chats/\d+", key)]
+    assert chats == [f"chats/{created['id']}"]  # one session: the 200's
+
+    # Beyond the limit, the bound key answers 429 as well, not its replay nor its 422.
+    other = _body(message="another text")
+    for refused in in_one_second(read_a_chat, post_with_key, lambda: post_with_key(other)):
+        assert_too_many(refused)
+
+
+def test_404_405_413_and_401_come_before_the_429(server: str, limited: Any) -> None:
+    def read_a_chat() -> requests.Response:
+        return call(server, "GET", f"{CHATS}/1", headers=limited.headers)
+
+    oversized = json.dumps({**SEED_BODY, "pad": "p" * LIMIT}).encode()
+    wrong_token = basic(limited.id, "not-the-token")
+    earlier = {
+        "NotFound": ("GET", "/apps/api/v1/chat", None, limited.headers, 404),
+        "MethodNotAllowed": ("DELETE", f"{CHATS}/1", None, limited.headers, 405),
+        "PayloadTooLarge": ("POST", SMS_PATH, oversized, limited.headers, 413),
+        "Unauthorized": ("POST", SMS_PATH, None, wrong_token, 401),
+    }
+    for name, (method, path, data, headers, status) in earlier.items():
+
+        def request(
+            method: str = method, path: str = path, data: Any = data, headers: Any = headers
+        ) -> requests.Response:
+            return call(server, method, path, SEED_BODY, data=data, headers=headers)
+
+        answer, spent = in_one_second(read_a_chat, request, read_a_chat)
+        assert answer.status_code == status, (name, answer.text)
+        assert_conforms_to_component(answer, name)
+        assert_too_many(spent)  # the second's budget was spent all along
 
 
 # ---- live answers: sending through Twilio (502, 409, 503) -------------------------------
