@@ -1,21 +1,30 @@
-# Sourced by the other scripts: make .venv and install the project's requirements into it,
-# again only when a requirements file changed.
+# Sourced by the other scripts: make .venv and install a lock into it (REQUIREMENTS: the
+# function's own, requirements.txt, or by default the tests' and tools', requirements-dev.txt),
+# again only when that lock changed. Every package is pinned with its hashes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
+LOCK="$ROOT/${REQUIREMENTS:-requirements-dev.txt}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating $VENV" >&2
   "$PY" -m venv "$VENV"
 fi
-stamp="$VENV/.requirements.sha256"
-want="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
+stamp="$VENV/.$(basename "$LOCK").sha256"
+want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "Installing requirements into $VENV" >&2
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$ROOT/requirements-dev.txt" \
-      > "$VENV/pip-install.log" 2>&1; then
+  echo "Installing $(grep -c '^[A-Za-z0-9].*==' "$LOCK") packages of $(basename "$LOCK") into $VENV" \
+    "(once; a minute or two on a new machine)" >&2
+  set +o pipefail
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --require-hashes -r "$LOCK" 2>&1 \
+    | tee "$VENV/pip-install.log" \
+    | grep --line-buffered -E '^(Collecting|Successfully installed)' \
+    | sed -u -E 's/ \(from .*$//; s/^/  /' | cut -c1-100 >&2
+  status="${PIPESTATUS[0]}"
+  set -o pipefail
+  if [ "$status" != 0 ]; then
     cat "$VENV/pip-install.log" >&2
-    echo "Installing the requirements failed (log above)." >&2
+    echo "Installing $(basename "$LOCK") failed (log above)." >&2
     exit 1
   fi
   echo "$want" > "$stamp"
