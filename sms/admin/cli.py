@@ -643,7 +643,16 @@ def _list_credentials(store: ConfigStore, args: argparse.Namespace) -> Any:
 
 
 def _client(args: argparse.Namespace) -> firestore.Client:
+    """The client of the project the command names: never one guessed from the machine (the
+    emulator's default project is not the one the function reads)."""
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        where = f"the emulator at {emulator}" if emulator else "Firestore"
+        raise Invalid(
+            f"which project of {where}? Set GOOGLE_CLOUD_PROJECT or pass --project "
+            "(the local run prints the exports to use)"
+        )
     database = args.database or os.environ.get("FIRESTORE_DATABASE") or "(default)"
     return firestore.Client(project=project, database=database)
 

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from sms.devtools.emulator import Emulator, free_port
@@ -61,6 +60,10 @@ def _configure_demo(env: dict[str, str]) -> str:
     return token
 
 
+def _stop(signum: int, _: object) -> None:
+    raise SystemExit(0)  # the blocks below stop the server and the emulator on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
@@ -70,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Port {args.port} is in use: set PORT or pass --port.", file=sys.stderr)
         return 2
 
-    logs = Path(tempfile.mkdtemp(prefix="sms-local-"))
+    logs = ROOT / ".run"  # the project's own, ignored by git: nothing left in /tmp
+    logs.mkdir(exist_ok=True)
+    # A closed terminal (SIGHUP) stops everything, as Ctrl-C and SIGTERM do.
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _stop)
     print(f"Starting the Firestore emulator (log: {logs / 'emulator.log'})", flush=True)
     emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
     try:
@@ -85,17 +92,22 @@ def main(argv: list[str] | None = None) -> int:
                 "curl", "-sS", "-u", f"demo:{token}", "-H", "Content-Type: application/json",
                 "-d", DEMO_BODY, f"{url}/apps/api/v1/sms",
             ]  # fmt: skip
+            exports = (
+                f"export FIRESTORE_EMULATOR_HOST={emulator.host_port} "
+                f"GOOGLE_CLOUD_PROJECT={PROJECT}"
+            )
             print(
                 f"\nThe function is serving on {url} with the Firestore emulator at "
                 f"{emulator.host_port}.\nTenant 'demo': outbound number +16285550199, agent 1 "
-                f"(john.doe@foo.com), API token {token}\n\nTry:\n\n  {shlex.join(curl)}\n",
+                f"(john.doe@foo.com), API token {token}\n\nTry:\n\n  {shlex.join(curl)}\n\n"
+                f"The admin command line, in another terminal, against this emulator:\n\n"
+                f"  cd {shlex.quote(str(ROOT))} && . .venv/bin/activate\n  {exports}\n"
+                f"  python -m sms.admin tenants show demo\n",
                 flush=True,
             )
             if args.once:
                 return subprocess.run(curl, check=False).returncode
             print("Ctrl-C stops the server and the emulator.", flush=True)
-            for stop in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(stop, lambda *_: sys.exit(0))
             signal.pause()
             return 0
     except KeyboardInterrupt:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -19,13 +18,16 @@ from sms.devtools.emulator import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def answers(url: str) -> bool:
-    """Whether an HTTP server answers at ``url`` (any status will do)."""
+def listening(url: str) -> bool:
+    """Whether something accepts connections at ``url`` (an http://host:port).
+
+    A connection, not a request: a probe request would be a line in the log a newcomer
+    reads (GET / 404). The server binds its port once the function is loaded.
+    """
+    host, _, port = url.removeprefix("http://").partition(":")
     try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError):
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
         return False
     return True
 
@@ -48,7 +50,7 @@ class Server:
         )  # fmt: skip
 
     def wait_ready(self) -> None:
-        wait_until(lambda: answers(self.url + "/"), 30, "functions-framework", self.process)
+        wait_until(lambda: listening(self.url), 30, "the function's server", self.process)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole group, as a crash or an instance shut down would end it."""
