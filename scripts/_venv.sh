@@ -3,7 +3,7 @@
 # again only when that lock changed. Every package is pinned with its hashes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+VENV="$ROOT/${VENV_DIR:-.venv}"  # another Python: PYTHON=python3.12 VENV_DIR=.venv-3.12
 PY="${PYTHON:-python3}"
 LOCK="$ROOT/${REQUIREMENTS:-requirements-dev.txt}"
 if [ ! -x "$VENV/bin/python" ]; then
