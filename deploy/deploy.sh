@@ -31,9 +31,13 @@ Deploys the Outbound SMS API to a Google Cloud project with gcloud, as the accou
      indexes ("indexes": [] exempts the field from indexing);
   4. creates three service accounts unless they exist: the API function's, the sweeper
      function's, and the one Cloud Scheduler calls the sweeper as;
-  5. grants the API's and the sweeper's accounts roles/datastore.user on the project (read
-     and write Firestore: nothing more), and roles/secretmanager.secretAccessor on each
-     secret they are given (SECRETS: the API only; TWILIO_AUTH_TOKEN_SECRET: both);
+  5. grants the API's and the sweeper's accounts roles/datastore.user (read and write
+     Firestore: nothing more) with an IAM condition that limits it to the database
+     FIRESTORE_DATABASE (resource.name == "projects/PROJECT/databases/FIRESTORE_DATABASE"),
+     then removes an unconditional roles/datastore.user binding of theirs that an older
+     deployment left, which would reach every database of the project; and grants them
+     roles/secretmanager.secretAccessor on each secret they are given (SECRETS: the API
+     only; TWILIO_AUTH_TOKEN_SECRET: both);
   6. deploys the API function (2nd gen, HTTP trigger, entry point sms_api, public) and the
      sweeper function (entry point sms_sweeper, no public access, one instance at most),
      both from the repository root: .gcloudignore keeps the upload to main.py,
@@ -61,7 +65,9 @@ Settings, all from the environment (default in brackets):
   FUNCTION_NAME                  name of the API function [sms-api]
   SERVICE_ACCOUNT                account id of the API function's service account, created
                                  in PROJECT: <id>@<project>.iam.gserviceaccount.com [sms-api]
-  FIRESTORE_DATABASE             Firestore database id [(default)]
+  FIRESTORE_DATABASE             Firestore database id, (default) or 4-63 of a-z, 0-9, -;
+                                 the only database the functions' accounts may use
+                                 [(default)]
   FIRESTORE_LOCATION             where to create the database if missing, e.g. nam5 or
                                  us-central1; cannot change afterwards [REGION]
   FIRESTORE_INDEXES_FILE         the index declarations [<repo>/firestore.indexes.json]
@@ -203,6 +209,28 @@ bind() {
   return "$status"
 }
 
+# Remove an IAM binding that may not be there: "not found" counts as done, so that every run
+# can make sure it is gone.
+unbind() {
+  if [[ "$DRY_RUN" == 1 ]]; then
+    show "$@"
+    return 0
+  fi
+  show "$@" >&2
+  local err status=0
+  err="$(mktemp)"
+  "$@" 2> "$err" || status=$?
+  if [[ "$status" != 0 ]] &&
+    grep -qiE 'Policy bindings? with the specified principal.*not found' "$err"; then
+    echo "   (no such binding: nothing to remove)" >&2
+    status=0
+  else
+    cat "$err" >&2
+  fi
+  rm -f "$err"
+  return "$status"
+}
+
 # True when the check (a gcloud describe) succeeds, i.e. the thing exists. Never runs in
 # --dry-run: there everything counts as missing, and its create command is printed.
 exists() {
@@ -333,7 +361,11 @@ read_settings() {
   positive SMS_ID_BLOCK_SIZE "$SMS_ID_BLOCK_SIZE" integer
   positive CONCURRENCY "$CONCURRENCY" integer
   not_negative SMS_SWEEP_AFTER_SECONDS "$SMS_SWEEP_AFTER_SECONDS"
-  [[ "$FIRESTORE_DATABASE" != *,* ]] || die "FIRESTORE_DATABASE cannot contain a comma"
+  # A database id as Firestore accepts it. It goes into the IAM condition (a CEL string
+  # inside gcloud's comma-separated --condition) and into --set-env-vars: nothing else may.
+  [[ "$FIRESTORE_DATABASE" == "(default)" ||
+    "$FIRESTORE_DATABASE" =~ ^[a-z][a-z0-9-]{2,61}[a-z0-9]$ ]] ||
+    die "FIRESTORE_DATABASE must be (default) or a database id (4-63 of a-z, 0-9, -, starting with a letter), not '$FIRESTORE_DATABASE'"
 
   case "$SMS_CARRIER" in
     log | twilio) ;;
@@ -379,6 +411,18 @@ read_settings() {
   SA_EMAIL="$SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
   SWEEPER_SA_EMAIL="$SWEEPER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
   SCHEDULER_SA_EMAIL="$SCHEDULER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+
+  # The IAM condition of the functions' roles/datastore.user: the database's resource name,
+  # in the form Google documents for per-database access ("Configure per-database access
+  # permissions", Firestore: resource.name=="projects/PROJECT_ID/databases/DATABASE_ID").
+  # gcloud splits --condition at commas: the id check above keeps them out of every part.
+  # The title and description depend on the database alone, so a second run adds the very
+  # same condition (no change), and both accounts share one binding. The title stays short:
+  # at most 89 characters, with the longest database id.
+  DATABASE_RESOURCE="projects/$PROJECT/databases/$FIRESTORE_DATABASE"
+  DATABASE_CONDITION="expression=resource.name==\"$DATABASE_RESOURCE\""
+  DATABASE_CONDITION+=",title=Firestore database $FIRESTORE_DATABASE only"
+  DATABASE_CONDITION+=",description=Outbound SMS functions (deploy/deploy.sh): this database and no other"
 }
 
 # ---- 1. APIs ------------------------------------------------------------------------------
@@ -625,7 +669,10 @@ grant_roles() {
   # The functions' only role on the project:
   #   roles/datastore.user - read and write Firestore documents (the tenants' configuration,
   #     sessions, messages, counters, idempotency records). No admin role: indexes and TTL
-  #     policies are set here, by the operator, never by a function.
+  #     policies are set here, by the operator, never by a function. It is bound with an IAM
+  #     condition on FIRESTORE_DATABASE's resource name, so that a function reaches its own
+  #     database and no other: a staging deployment (FIRESTORE_DATABASE=sms-staging) cannot
+  #     read or write the production (default) database.
   # Not granted:
   #   roles/logging.logWriter - the functions log to stdout and stderr, which Cloud Run
   #     collects by itself; they never call the Cloud Logging API (google-cloud-logging is not
@@ -636,6 +683,13 @@ grant_roles() {
   for email in "$SA_EMAIL" "$SWEEPER_SA_EMAIL"; do
     note "Roles of $email"
     bind gcloud projects add-iam-policy-binding "$PROJECT" \
+      --member="serviceAccount:$email" --role=roles/datastore.user \
+      --condition="$DATABASE_CONDITION" --format=none
+    # An older deployment bound the role without a condition, on every database of the
+    # project: while that binding stays, the condition above limits nothing. It goes only
+    # now, after the conditional binding is in place, so the running functions never lose
+    # their own database.
+    unbind gcloud projects remove-iam-policy-binding "$PROJECT" \
       --member="serviceAccount:$email" --role=roles/datastore.user --condition=None --format=none
     if [[ "$email" == "$SA_EMAIL" ]]; then
       grant_secrets "$email" "$API_SECRETS"

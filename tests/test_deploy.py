@@ -161,6 +161,44 @@ def position(commands: list[list[str]], *prefix: str) -> list[int]:
     return [n for n, c in enumerate(commands) if c[: len(prefix)] == list(prefix)]
 
 
+def condition_of(command: list[str]) -> dict[str, str]:
+    """The --condition of an IAM binding as {key: value}, split as gcloud splits it: at each
+    comma, then at the first '=' of each pair."""
+    value = flags(command)["condition"]
+    assert isinstance(value, str)
+    if value == "None":
+        return {"None": ""}
+    pairs = [pair.partition("=") for pair in value.split(",")]
+    assert all(sep for _, sep, _ in pairs), value
+    return {key: val for key, _, val in pairs}
+
+
+def database_condition(database: str, project: str = FAKE_PROJECT) -> dict[str, str]:
+    """The condition that limits roles/datastore.user to one database, in the form Google
+    documents for per-database access: resource.name=="projects/P/databases/D"."""
+    return {
+        "expression": f'resource.name=="projects/{project}/databases/{database}"',
+        "title": f"Firestore database {database} only",
+        "description": "Outbound SMS functions (deploy/deploy.sh): this database and no other",
+    }
+
+
+def datastore_grants(commands: list[list[str]]) -> list[list[str]]:
+    return [
+        c
+        for c in starting(commands, "gcloud", "projects", "add-iam-policy-binding")
+        if flags(c).get("role") == "roles/datastore.user"
+    ]
+
+
+def datastore_removals(commands: list[list[str]]) -> list[list[str]]:
+    return [
+        c
+        for c in starting(commands, "gcloud", "projects", "remove-iam-policy-binding")
+        if flags(c).get("role") == "roles/datastore.user"
+    ]
+
+
 def declared() -> dict:
     return json.loads((ROOT / "firestore.indexes.json").read_text())
 
@@ -239,7 +277,8 @@ def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> No
     ]
     assert all(flags(c)["project"] == FAKE_PROJECT for c in creates)
 
-    # The API's and the sweeper's accounts: roles/datastore.user on the project, alike.
+    # The API's and the sweeper's accounts: roles/datastore.user, alike, on their database
+    # only; and any unconditional binding of that role an older deployment left is removed.
     bindings = starting(commands, "gcloud", "projects", "add-iam-policy-binding")
     assert [flags(b)["member"] for b in bindings] == [
         f"serviceAccount:{SA_EMAIL}",
@@ -248,7 +287,13 @@ def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> No
     for binding in bindings:
         assert positionals(binding, 3) == [FAKE_PROJECT]
         assert flags(binding)["role"] == "roles/datastore.user"
-        assert flags(binding)["condition"] == "None"  # no prompt when the policy has conditions
+        assert condition_of(binding) == database_condition("(default)")
+    removals = starting(commands, "gcloud", "projects", "remove-iam-policy-binding")
+    assert [flags(r)["member"] for r in removals] == [flags(b)["member"] for b in bindings]
+    for removal in removals:
+        assert positionals(removal, 3) == [FAKE_PROJECT]
+        assert flags(removal)["role"] == "roles/datastore.user"
+        assert flags(removal)["condition"] == "None"  # the unconditional one, and it alone
     # The scheduler's account: the right to invoke the sweeper, and nothing else.
     invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding")
     assert positionals(invoker, 3) == ["sms-sweeper"]
@@ -256,12 +301,145 @@ def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> No
     assert flags(invoker)["region"] == "us-central1"
     assert flags(invoker)["project"] == FAKE_PROJECT
     # No other grant of any kind.
-    grants = [c for c in commands if any("policy-binding" in w for w in c)]
+    grants = [c for c in commands if any("policy-binding" in w and "remove-" not in w for w in c)]
     assert grants == [*bindings, invoker]
+    assert [c for c in commands if any("remove-iam-policy-binding" in w for w in c)] == removals
     assert not any("logging.logWriter" in w for c in commands for w in c)
-    assert not any(INVOKER_EMAIL in w for c in bindings for w in c)
+    assert not any(INVOKER_EMAIL in w for c in bindings + removals for w in c)
     # The accounts exist before a binding names them.
     assert max(commands.index(c) for c in creates) < min(commands.index(c) for c in grants)
+
+
+# ---- least privilege on Firestore ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["(default)", "sms-staging"])
+def test_datastore_user_is_bound_to_the_functions_database_only(database: str) -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, FIRESTORE_DATABASE=database)
+    assert result.returncode == 0, result.stderr
+    commands = commands_of(result.stdout)
+    resource = f"projects/{FAKE_PROJECT}/databases/{database}"
+    # The dry run shows the condition as gcloud gets it, readably, on the binding's line.
+    lines = [line for line in result.stdout.splitlines() if "add-iam-policy-binding" in line]
+    assert sum(f'resource.name=="{resource}"' in line for line in lines) == 2, lines
+
+    grants = datastore_grants(commands)
+    assert [flags(g)["member"] for g in grants] == [
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+    ]
+    for grant in grants:
+        assert positionals(grant, 3) == [FAKE_PROJECT]
+        assert condition_of(grant) == database_condition(database)
+        assert condition_of(grant)["expression"] == f'resource.name=="{resource}"'
+        # gcloud's --condition: KEY=VALUE pairs split at commas. And a short title.
+        assert "," not in "".join(condition_of(grant).values())
+        assert len(condition_of(grant)["title"]) <= 100
+    # No binding of the role without a condition, on any database, for anyone.
+    assert not [g for g in datastore_grants(commands) if flags(g)["condition"] == "None"]
+    assert all(
+        "condition" in flags(c) or "condition-from-file" in flags(c)
+        for c in starting(commands, "gcloud", "projects", "add-iam-policy-binding")
+    )
+    # The functions are given that very database.
+    for name in ("sms-api", "sms-sweeper"):
+        assert env_vars(deploy_of(commands, name))["FIRESTORE_DATABASE"] == database
+    if database != "(default)":
+        assert not any("(default)" in w for c in grants + datastore_removals(commands) for w in c)
+
+    # The unconditional binding an older deployment left is removed, for each account, after
+    # its conditional binding exists (the running functions never lose their database), and
+    # before the functions are deployed.
+    removals = datastore_removals(commands)
+    assert [flags(r)["member"] for r in removals] == [flags(g)["member"] for g in grants]
+    deploy = commands.index(deploy_of(commands, "sms-api"))
+    for grant, removal in zip(grants, removals, strict=True):
+        assert flags(removal)["condition"] == "None"
+        assert positionals(removal, 3) == [FAKE_PROJECT]
+        assert {"all", "condition-from-file"}.isdisjoint(flags(removal))
+        assert commands.index(grant) < commands.index(removal) < deploy
+
+
+def test_a_staging_deployment_cannot_reach_the_production_database() -> None:
+    """The README's staging example: its own accounts, bound to sms-staging alone."""
+    staging = dry_run(
+        FUNCTION_NAME="sms-api-staging",
+        SERVICE_ACCOUNT="sms-api-staging",
+        SWEEPER_FUNCTION_NAME="sms-sweeper-staging",
+        SWEEPER_SERVICE_ACCOUNT="sms-sweeper-staging",
+        SCHEDULER_SERVICE_ACCOUNT="sms-sweeper-invoker-stg",
+        SWEEP_JOB="sms-sweep-staging",
+        FIRESTORE_DATABASE="sms-staging",
+    )
+    production = dry_run()
+    staged = {flags(g)["member"]: condition_of(g) for g in datastore_grants(staging)}
+    assert staged == {
+        f"serviceAccount:sms-api-staging@{FAKE_PROJECT}.iam.gserviceaccount.com": (
+            database_condition("sms-staging")
+        ),
+        f"serviceAccount:sms-sweeper-staging@{FAKE_PROJECT}.iam.gserviceaccount.com": (
+            database_condition("sms-staging")
+        ),
+    }
+    assert {flags(r)["member"] for r in datastore_removals(staging)} == set(staged)
+    # Production's accounts keep their own binding, to (default); the two never meet.
+    produced = {flags(g)["member"]: condition_of(g) for g in datastore_grants(production)}
+    assert set(produced) == {f"serviceAccount:{SA_EMAIL}", f"serviceAccount:{SWEEPER_EMAIL}"}
+    assert all(c == database_condition("(default)") for c in produced.values())
+    assert not set(staged) & set(produced)
+
+
+def test_gcloud_reads_the_condition_as_intended(tmp_path: Path) -> None:
+    """gcloud's own parser of --condition (of the installed gcloud) gives back the
+    expression, title and description, whole: no comma or '=' cuts them short."""
+    env = offline_gcloud_env(tmp_path / "gcloud-config")
+    info = subprocess.run(
+        [
+            "gcloud",
+            "info",
+            "--format=value(installation.sdk_root,basic.python_location)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert len(info) == 2, info
+    sdk_root, python = info
+    words = [
+        flags(g)["condition"]
+        for database in ("(default)", "sms-staging")
+        for g in datastore_grants(dry_run(FIRESTORE_DATABASE=database))
+    ]
+    program = (
+        "import json, sys\n"
+        "sys.path[:0] = [sys.argv[1] + '/lib', sys.argv[1] + '/lib/third_party']\n"
+        "try:\n"
+        "    from googlecloudsdk.command_lib.iam import iam_util\n"
+        "except ImportError as e:\n"
+        "    print(json.dumps({'skip': str(e)})); sys.exit(0)\n"
+        "parse = iam_util._ConditionArgDict()\n"
+        "print(json.dumps([dict(parse(w)) for w in json.loads(sys.argv[2])]))\n"
+    )
+    result = subprocess.run(
+        [python, "-c", program, sdk_root, json.dumps(words)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed = json.loads(result.stdout)
+    if isinstance(parsed, dict):
+        pytest.skip(f"gcloud's condition parser is not where it was: {parsed['skip']}")
+    assert parsed == [
+        database_condition("(default)"),
+        database_condition("(default)"),
+        database_condition("sms-staging"),
+        database_condition("sms-staging"),
+    ]
 
 
 def test_dry_run_deploys_the_function() -> None:
@@ -340,6 +518,7 @@ def test_dry_run_runs_the_steps_in_order() -> None:
         + position(commands, "gcloud", "firestore", "indexes", "fields", "update"),
         position(commands, "gcloud", "iam", "service-accounts", "create"),
         position(commands, "gcloud", "projects", "add-iam-policy-binding")
+        + position(commands, "gcloud", "projects", "remove-iam-policy-binding")
         + position(commands, "gcloud", "secrets", "add-iam-policy-binding"),
         [commands.index(deploy_of(commands, "sms-api"))],
         [commands.index(deploy_of(commands, "sms-sweeper"))],
@@ -486,6 +665,8 @@ def test_environment_overrides_change_the_commands() -> None:
     assert positionals(account, 4) == ["sms-staging"]
     binding = starting(commands, "gcloud", "projects", "add-iam-policy-binding")[0]
     assert flags(binding)["member"] == f"serviceAccount:{email}"
+    assert positionals(binding, 3) == ["other-project"]
+    assert condition_of(binding) == database_condition("sms-staging", "other-project")
 
     deploy = deploy_of(commands, "sms-api-staging")
     f = flags(deploy)
@@ -809,6 +990,15 @@ def test_no_project_is_refused_with_a_clear_message(args: tuple[str, ...]) -> No
         ("CONCURRENCY", "0"),
         ("SERVICE_ACCOUNT", "Not An Id"),
         ("PROJECT", "Not A Project"),
+        # Database ids go into the IAM condition: nothing but an id gets there.
+        ("FIRESTORE_DATABASE", 'sms"||true||"'),
+        ("FIRESTORE_DATABASE", "sms-staging,title=x"),
+        ("FIRESTORE_DATABASE", "Sms-Staging"),
+        ("FIRESTORE_DATABASE", "sms"),
+        ("FIRESTORE_DATABASE", "sms-"),
+        ("FIRESTORE_DATABASE", "1sms"),
+        ("FIRESTORE_DATABASE", "(Default)"),
+        ("FIRESTORE_DATABASE", "projects/p/databases/sms"),
     ],
 )
 def test_bad_settings_are_refused_before_any_command(name: str, value: str) -> None:
@@ -902,8 +1092,22 @@ def test_readme_explains_every_setting_the_carrier_and_the_sweeper() -> None:
         "--no-allow-unauthenticated",
         "sms-sweeper-invoker",
         "python -m sms.admin --project=my-project sweep",
+        'resource.name=="projects/my-project/databases/sms-staging"',
+        "--condition=None",
+        "X-Serverless-Authorization",
+        "order systems, CRMs, webhooks",
     ):
         assert text in readme, text
+    # The IAM check is not kept off for want of a header: the reason is the callers.
+    assert "because it reads the same `Authorization` header" not in readme
+
+
+def test_readme_shows_the_binding_the_script_makes() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    shown = re.findall(r"--condition='([^']*databases/\(default\)[^']*)'", readme)
+    assert shown, "no (default) condition in deploy/README.md"
+    planned = {flags(g)["condition"] for g in datastore_grants(dry_run(PROJECT="my-project"))}
+    assert planned == set(shown)
 
 
 def test_script_is_executable_bash() -> None:
@@ -978,6 +1182,10 @@ def test_gcloud_accepts_every_printed_command(tmp_path: Path) -> None:
         TWILIO_API_BASE_URL="https://twilio-stand-in.example.com",
     )
     assert len(commands) >= 20
+    # The bindings of a named database as well, and their removal of an unconditional one.
+    staging = dry_run(FIRESTORE_DATABASE="sms-staging")
+    commands += datastore_grants(staging) + datastore_removals(staging)
+    assert len(datastore_grants(commands)) == len(datastore_removals(commands)) == 4
     # And the update a second run makes of the scheduler job: the same flags, with the URL
     # gcloud gives (test_a_second_run_keeps_what_exists_and_updates_the_job).
     job = only(commands, "gcloud", "scheduler", "jobs", "create", "http")
@@ -1056,6 +1264,20 @@ def test_binding_is_retried_only_while_the_account_is_unknown(tmp_path: Path) ->
     ]
 
 
+def test_removing_a_binding_that_is_not_there_counts_as_done(tmp_path: Path) -> None:
+    result = helpers(
+        "unbind sh -c 'echo \"ERROR: Policy binding with the specified principal, role, and"
+        " condition not found!\" >&2; exit 1'\n"
+        "echo ok=$?\n"
+        "unbind sh -c 'echo \"ERROR: PERMISSION_DENIED\" >&2; exit 3' || echo failed=$?\n",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["ok=0", "failed=3"]
+    assert "(no such binding: nothing to remove)" in result.stderr
+    assert "PERMISSION_DENIED" in result.stderr
+
+
 def test_fields_already_configured_are_left_alone(tmp_path: Path) -> None:
     """field_is reads the field as gcloud describes it (a stand-in gcloud here)."""
     cases = {
@@ -1084,25 +1306,35 @@ def test_fields_already_configured_are_left_alone(tmp_path: Path) -> None:
 
 # A project where everything exists: the database (Native mode), the accounts, the fields as
 # firestore.indexes.json wants them, the functions (at run.app URLs) and, unless NO_JOB is
-# set, the scheduler job. Every other call succeeds and prints nothing.
+# set, the scheduler job. Unless NO_OLD_BINDING is set, the unconditional roles/datastore.user
+# bindings of an older deployment exist too; with it, removing them answers as gcloud does
+# when there is no such binding. Every other call succeeds and prints nothing.
 EXISTING_PROJECT = """case "$1 $2 $3" in
   "firestore databases describe") echo FIRESTORE_NATIVE ;;
   "firestore indexes fields")
     [ "$4" != describe ] || echo '{"ttlConfig": {"state": "ACTIVE"}, "indexConfig": {}}' ;;
   "functions describe "*) echo "https://$3-abc123-uc.a.run.app" ;;
   "scheduler jobs describe") [ -z "$NO_JOB" ] || exit 1 ;;
+  "projects remove-iam-policy-binding "*)
+    if [ -n "$NO_OLD_BINDING" ]; then
+      echo "ERROR: Policy binding with the specified principal, role, and condition not found!" >&2
+      exit 1
+    fi ;;
 esac
 exit 0"""
 
 
+@pytest.mark.parametrize("old_binding", [True, False])
 @pytest.mark.parametrize("job_exists", [True, False])
 def test_a_second_run_keeps_what_exists_and_updates_the_job(
-    tmp_path: Path, job_exists: bool
+    tmp_path: Path, job_exists: bool, old_binding: bool
 ) -> None:
     env, calls = gcloud_stand_in(tmp_path, EXISTING_PROJECT)
     env.update(TWILIO, PROJECT=FAKE_PROJECT)
     if not job_exists:
         env["NO_JOB"] = "1"
+    if not old_binding:
+        env["NO_OLD_BINDING"] = "1"
     result = deploy_sh(env=env)
     assert result.returncode == 0, result.stderr
     changes = [c for c in calls_of(calls) if "describe" not in c[:4]]
@@ -1111,21 +1343,26 @@ def test_a_second_run_keeps_what_exists_and_updates_the_job(
         ["services", "enable", "cloudfunctions.googleapis.com"],
         ["firestore", "indexes", "composite"],  # always tried: "already exists" is fine
         ["projects", "add-iam-policy-binding", FAKE_PROJECT],
+        ["projects", "remove-iam-policy-binding", FAKE_PROJECT],  # "not found" is fine
         ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
         ["projects", "add-iam-policy-binding", FAKE_PROJECT],
+        ["projects", "remove-iam-policy-binding", FAKE_PROJECT],
         ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
         ["functions", "deploy", "sms-api"],
         ["functions", "deploy", "sms-sweeper"],
         ["functions", "add-invoker-policy-binding", "sms-sweeper"],
         ["scheduler", "jobs", verb],
     ]
-    assert [flags(c).get("member") for c in changes[2:6]] == [
-        f"serviceAccount:{SA_EMAIL}",
-        f"serviceAccount:{SA_EMAIL}",
-        f"serviceAccount:{SWEEPER_EMAIL}",
-        f"serviceAccount:{SWEEPER_EMAIL}",
+    assert [flags(c).get("member") for c in changes[2:8]] == [
+        *[f"serviceAccount:{SA_EMAIL}"] * 3,
+        *[f"serviceAccount:{SWEEPER_EMAIL}"] * 3,
     ]
-    assert flags(changes[8])["member"] == f"serviceAccount:{INVOKER_EMAIL}"
+    # The bindings are those of the dry run: conditional on the database, then the removal
+    # of the unconditional one.
+    planned_iam = datastore_grants(dry_run(**TWILIO)) + datastore_removals(dry_run(**TWILIO))
+    assert sorted(["gcloud", *c] for c in changes if c[0] == "projects") == sorted(planned_iam)
+    assert (" (no such binding: nothing to remove)" in result.stderr) is not old_binding
+    assert flags(changes[10])["member"] == f"serviceAccount:{INVOKER_EMAIL}"
     # The job gets the flags of the dry run, with the URL gcloud gave for the sweeper.
     sweeper_url = "https://sms-sweeper-abc123-uc.a.run.app"
     planned = only(dry_run(**TWILIO), "gcloud", "scheduler", "jobs", "create", "http")
