@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+
+from sms import encoding
 
 CHAT_TYPE = "Messaging (SMS)"
 DEFAULT_LANG = "en"
@@ -186,6 +189,30 @@ class Message:
     # recent, someone may be handing it to the carrier right now.
     claimed_at: dt.datetime | None = None
     version: Version = None
+
+    @classmethod
+    def new(
+        cls,
+        chat_id: int,
+        text: str,
+        numbers: tuple[str, str],
+        at: dt.datetime,
+        **fields: Any,
+    ) -> Message:
+        """A message stored at ``at``, from and to ``numbers``: a fresh id, and its encoding
+        and segments counted."""
+        encoded = encoding.encode(text)
+        return cls(
+            id=secrets.token_hex(10),
+            chat_id=chat_id,
+            text=text,
+            from_number=numbers[0],
+            to_number=numbers[1],
+            created_at=at,
+            encoding=encoded.encoding,
+            segments=encoded.segments,
+            **fields,
+        )
 
     @property
     def ref(self) -> MessageRef:

@@ -13,11 +13,10 @@ No HTTP and no Firestore here: the use case is handed a store and a clock.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from sms import deadline, encoding, errors, logs
+from sms import deadline, errors, logs
 from sms.domain import (
     INBOUND,
     RECEIVED,
@@ -129,16 +128,11 @@ class Replies(SessionOpener):
 
 
 def _inbound(chat_id: int, reply: Reply, now: dt.datetime) -> Message:
-    encoded = encoding.encode(reply.text)
-    return Message(
-        id=secrets.token_hex(10),
-        chat_id=chat_id,
-        text=reply.text,
-        from_number=reply.from_number,
-        to_number=reply.to_number,
-        created_at=now,
-        encoding=encoded.encoding,
-        segments=encoded.segments,
+    return Message.new(
+        chat_id,
+        reply.text,
+        (reply.from_number, reply.to_number),
+        now,
         direction=INBOUND,
         status=RECEIVED,
         carrier_id=reply.carrier_id,

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sms import deadline, encoding, errors, logs, render, schemas
+from sms import deadline, errors, logs, render, schemas
 from sms.delivery import Delivered, Delivery, Failed, Outcome, Pending, outcome_of
 from sms.domain import (
     QUEUED,
@@ -401,16 +401,11 @@ def _message(
 ) -> Message:
     """The outbound message, as its commit stores it: queued, and at once claimed by this
     request to send (``sending``), so that no one else sends it while it does."""
-    encoded = encoding.encode(request.message)
-    return Message(
-        id=secrets.token_hex(10),
-        chat_id=chat_id,
-        text=request.message,
-        from_number=request.outbound_number,
-        to_number=request.end_user_number,
-        created_at=now,
-        encoding=encoded.encoding,
-        segments=encoded.segments,
+    return Message.new(
+        chat_id,
+        request.message,
+        (request.outbound_number, request.end_user_number),
+        now,
         agent_id=agent.id if agent else None,
         status=SENDING,
         history=(StatusChange(QUEUED, now), StatusChange(SENDING, now)),
