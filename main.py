@@ -1,6 +1,8 @@
 """Cloud Function entry points: `functions-framework --target=sms_api` (the API and Twilio's
 webhooks) and `--target=sms_sweeper` (settles unsettled sends; called by Cloud Scheduler)."""
 
+import gc
+
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
@@ -24,3 +26,9 @@ def sms_sweeper(request: flask.Request) -> flask.Response:
 def framework_error(error: HTTPException) -> flask.Response:
     """Answers the framework gives by itself (such as /favicon.ico) are JSON too, and logged."""
     return api.framework_answer(error.code or 500, error.name)
+
+
+# gunicorn forks its worker from the process that imported this module. What is imported by
+# now lives as long as the process: keeping it out of the garbage collector's reach keeps the
+# worker from touching (and so copying) those shared pages.
+gc.freeze()

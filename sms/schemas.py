@@ -7,6 +7,7 @@ the tenant's data, which only the service has).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -195,10 +196,17 @@ def _texts(messages: Any) -> list[str]:
     return [text for value in messages for text in _texts(value)]
 
 
+@functools.lru_cache(maxsize=64)
+def _schema(allowed_regions: frozenset[str]) -> OutboundSmsSchema:
+    """One schema per set of allowed regions: making one costs more than loading a body, and
+    loading keeps no state in it."""
+    return OutboundSmsSchema(allowed_regions)
+
+
 def load(body: dict[str, Any], allowed_regions: Collection[str]) -> Loaded:
     """Load a JSON object; never raises for bad input, reports it in ``failures``."""
     try:
-        values = OutboundSmsSchema(allowed_regions).load(body)
+        values = _schema(frozenset(allowed_regions)).load(body)
     except ValidationError as exc:
         valid = exc.valid_data if isinstance(exc.valid_data, dict) else {}
         return Loaded(values=dict(valid), failures=tuple(_texts(exc.messages)))
