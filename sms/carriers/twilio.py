@@ -4,6 +4,10 @@ Sending is a create on Twilio's Messages resource; finding a message is a list o
 resource filtered by To, From and the day, matched on the body and the time. Twilio's
 failures become the project's carrier errors here, at the border, and Twilio's webhooks are
 checked with the package's own ``RequestValidator``.
+
+Only the validator is imported with the module: the REST client (and requests, aiohttp...)
+costs about 100 ms to import, which a function sending with the log carrier, or starting
+cold, need not pay. They are imported when a TwilioCarrier is made.
 """
 
 from __future__ import annotations
@@ -11,17 +15,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from twilio.base import values
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
-from twilio.rest import Client
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from sms import errors
 from sms.carriers import Outgoing, Receipt
@@ -50,26 +49,31 @@ _PAGE_SIZE = 50
 _MAX_RECORDS = 200  # what the day's list is read for, at most: four pages
 
 
-class _TimedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+@functools.cache
+def _timed_http_client() -> type[Any]:
     """Twilio's HTTP client, with a timeout set per call (its resource methods take none)."""
+    from twilio.http.http_client import TwilioHttpClient  # noqa: PLC0415 see the module's doc
 
-    def __init__(self) -> None:
-        super().__init__(timeout=10.0)
-        self._call_timeout: contextvars.ContextVar[float] = contextvars.ContextVar(
-            "twilio_timeout", default=10.0
-        )
+    class TimedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(timeout=10.0)
+            self._call_timeout: contextvars.ContextVar[float] = contextvars.ContextVar(
+                "twilio_timeout", default=10.0
+            )
 
-    @contextlib.contextmanager
-    def bounded(self, seconds: float) -> Iterator[None]:
-        token = self._call_timeout.set(seconds)
-        try:
-            yield
-        finally:
-            self._call_timeout.reset(token)
+        @contextlib.contextmanager
+        def bounded(self, seconds: float) -> Iterator[None]:
+            token = self._call_timeout.set(seconds)
+            try:
+                yield
+            finally:
+                self._call_timeout.reset(token)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        kwargs["timeout"] = self._call_timeout.get()
-        return super().request(method, url, *args, **kwargs)
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            kwargs["timeout"] = self._call_timeout.get()
+            return super().request(method, url, *args, **kwargs)
+
+    return TimedHttpClient
 
 
 class TwilioCarrier:
@@ -83,7 +87,9 @@ class TwilioCarrier:
         status_callback: str | None = None,
         messaging_service_sid: str | None = None,
     ) -> None:
-        self._http = _TimedHttpClient()
+        from twilio.rest import Client  # noqa: PLC0415 see the module's doc
+
+        self._http = _timed_http_client()()
         self._client = Client(account_sid, auth_token, http_client=self._http)
         # Every request of the Messages resource, and the next pages of a list, are made
         # against this base: Twilio's own, or a stand-in for it.
@@ -111,8 +117,10 @@ class TwilioCarrier:
                 to=sms.to_number,
                 from_=sms.from_number,
                 body=sms.text,
-                status_callback=self._status_callback or values.unset,
-                messaging_service_sid=self._messaging_service_sid or values.unset,
+                **_given(
+                    status_callback=self._status_callback,
+                    messaging_service_sid=self._messaging_service_sid,
+                ),
             )
         return Receipt(created.sid, STATUSES.get(created.status or "", SENT), _code(created))
 
@@ -157,6 +165,11 @@ def _matches(records: Sequence[Any], sms: Outgoing) -> list[Any]:
     return sorted(found, key=lambda record: record.date_created)
 
 
+def _given(**options: str | None) -> dict[str, str]:
+    """The optional arguments that have a value (the package's default stands for the rest)."""
+    return {name: value for name, value in options.items() if value}
+
+
 def _code(record: Any) -> str | None:
     return str(record.error_code) if record.error_code else None
 
@@ -164,6 +177,13 @@ def _code(record: Any) -> str | None:
 @contextlib.contextmanager
 def _border() -> Iterator[None]:
     """Twilio's failures as the project's carrier errors."""
+    import requests  # noqa: PLC0415 imported by then: the carrier's client uses it
+    from twilio.base.exceptions import (  # noqa: PLC0415
+        TwilioException,
+        TwilioRestException,
+        TwilioServiceException,
+    )
+
     try:
         yield
     except (TwilioRestException, TwilioServiceException) as exc:
@@ -183,8 +203,11 @@ def _border() -> Iterator[None]:
         raise errors.CarrierOutcomeUnknown(f"unreadable answer: {exc}", False) from exc
 
 
-def _never_connected(exc: requests.exceptions.RequestException) -> bool:
+def _never_connected(exc: Any) -> bool:
     """Whether the request failed before it could reach Twilio (so nothing was sent)."""
+    import requests  # noqa: PLC0415
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError  # noqa: PLC0415
+
     if isinstance(
         exc,
         requests.exceptions.ConnectTimeout
