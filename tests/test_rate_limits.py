@@ -15,7 +15,7 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from conftest import SEED_BODY, SMS_PATH, Tenant
+from conftest import SEED_BODY, SMS_PATH, Tenant, count_documents
 from sms.devtools.emulator import free_port
 from sms.devtools.server import serving
 
@@ -168,3 +168,15 @@ def test_carrier_webhooks_are_not_counted(
     answers = [requests.post(callback, data=form, headers=headers, timeout=30) for _ in range(8)]
 
     assert [a.status_code for a in answers] == [204] * 8
+
+
+def test_a_counted_request_that_is_refused_writes_nothing_under_its_tenant(
+    two_servers: list[str], limited: Tenant, db: firestore.Client
+) -> None:
+    before = count_documents(db, limited.id)
+    answer = requests.post(
+        two_servers[0] + SMS_PATH, json={"chat_type": "x"}, headers=limited.headers, timeout=30
+    )
+
+    assert answer.status_code in (400, 429)
+    assert count_documents(db, limited.id) == before

@@ -15,6 +15,8 @@ section 7; the rest is internal)::
     tenants/{t}/counters/{kind}                   last_id: the highest id reserved so far
     tenants/{t}/idempotency_keys/{sha256 of key}  StoredKey (expires_at: TTL field)
     carrier_ids/{carrier's message id}            tenant, chat_id, message_id of that message
+    numbers/{E.164}                               tenant: which tenant owns the number
+    request_counts/{tenant}@{second}              count: requests of that second (TTL)
 
 Concurrent requests never read-then-write a shared document inside a transaction: the
 consumer's mark and a new end user are read without locks, then written with preconditions

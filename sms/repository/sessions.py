@@ -55,13 +55,14 @@ class Sessions(Keys):
     def count_request(self, tenant_id: str) -> int:
         """Count one request in its tenant's current second; the count so far (SPEC 10.6).
 
-        A server-side increment of tenants/{t}/request_counts/{second}: it reads nothing, so
+        A server-side increment of request_counts/{tenant}@{second}: it reads nothing, so
         counts made at once by any number of instances never wait on or abort each other.
-        The document expires (TTL on expires_at) a minute later.
+        It lives outside the tenant's documents (a refused request writes nothing there),
+        and expires (TTL on expires_at) a minute later.
         """
         now = time.time()
         second = int(now)
-        ref = self._tenant(tenant_id).collection("request_counts").document(str(second))
+        ref = self._db.collection("request_counts").document(f"{tenant_id}@{second}")
         expires = dt.datetime.fromtimestamp(second + 60, dt.timezone.utc)
         batch = self._db.batch()
         batch.set(ref, {"count": firestore.Increment(1), "expires_at": expires}, merge=True)
