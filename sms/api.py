@@ -388,11 +388,12 @@ class Api:
         key = (username, credentials.hash_token(password))
         tenant = self._signed_in.get(key)
         if tenant is None:
+            read_at = self._signed_in.now()
             tenant = deadline.current(self._deadline_seconds).retry(
                 lambda: self._store.authenticate(*key)
             )
             if tenant is not None:
-                self._signed_in.put(key, tenant)
+                self._signed_in.put(key, tenant, read_at)
                 report_problems(tenant)
         if tenant is None:
             logs.note(outcome="unauthorized")

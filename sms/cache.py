@@ -19,7 +19,12 @@ _MAX_ENTRIES = 10_000
 
 
 class TtlCache(Generic[K, V]):
-    """Values kept for ``seconds`` after they were read; 0 keeps nothing."""
+    """Values kept for ``seconds`` after they were read; 0 keeps nothing.
+
+    A value's age counts from when its read began (``now()`` taken before reading, handed to
+    ``put``): a change committed while the read was in flight is then seen within ``seconds``
+    however long the read took.
+    """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 <= seconds <= MAX_SECONDS:
@@ -28,6 +33,10 @@ class TtlCache(Generic[K, V]):
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
         self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The time to hand to ``put`` for a read that begins now."""
+        return self._clock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
@@ -39,13 +48,15 @@ class TtlCache(Generic[K, V]):
                 return None
             return entry[1]
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, read_at: float | None = None) -> None:
+        """Keep ``value`` until ``seconds`` after ``read_at`` (by default, now)."""
         if self._seconds <= 0:
             return
+        expires = (self._clock() if read_at is None else read_at) + self._seconds
         with self._lock:
             if len(self._entries) >= _MAX_ENTRIES:  # bounded: forget what is past, or all
                 now = self._clock()
                 self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
                 if len(self._entries) >= _MAX_ENTRIES:
                     self._entries.clear()
-            self._entries[key] = (self._clock() + self._seconds, value)
+            self._entries[key] = (expires, value)

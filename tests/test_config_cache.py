@@ -38,6 +38,19 @@ def test_a_value_is_kept_for_its_seconds_and_no_longer() -> None:
     assert cache.get("a") is None
 
 
+def test_a_values_age_counts_from_when_its_read_began() -> None:
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(5, clock)
+    read_at = cache.now()
+    clock.now += 3  # a slow read: what it saw may be 3 s old when it returns
+    cache.put("a", 1, read_at)
+
+    clock.now += 1.9
+    assert cache.get("a") == 1
+    clock.now += 0.2
+    assert cache.get("a") is None
+
+
 def test_zero_seconds_keeps_nothing() -> None:
     cache: TtlCache[str, int] = TtlCache(0)
     cache.put("a", 1)
