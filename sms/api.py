@@ -117,6 +117,20 @@ def _read_body(request: flask.Request) -> bytes:
     return data
 
 
+def leave_body_unread(request: flask.Request, response: flask.Response) -> None:
+    """A body no handler read (a 404, a 405, a 401 before it) is never read.
+
+    functions-framework would otherwise read it whole, into memory, once the function has
+    answered, and a client that declared a large body and stalled would get no answer. The
+    connection is closed instead, since its unread bytes cannot be taken for a next request.
+    """
+    if getattr(request, "_cached_data", None) is not None:
+        return
+    request._cached_data = b""  # noqa: SLF001 werkzeug's cache of get_data()
+    if request.content_length or "Transfer-Encoding" in request.headers:
+        response.headers["Connection"] = "close"
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -248,6 +262,7 @@ class Api:
                 stack_trace = traceback.format_exc()
                 logs.note(outcome="error")
                 response = json_response(500, {"message": "Internal Server Error"})
+        leave_body_unread(request, response)
         line.write(response.status_code, stack_trace)
         return response
 
@@ -430,7 +445,9 @@ def handle(request: flask.Request) -> flask.Response:
     try:
         api = default_api()
     except ValueError as exc:
-        return _misconfigured(exc)
+        response = _misconfigured(exc)
+        leave_body_unread(request, response)
+        return response
     return api.handle(request)
 
 
@@ -441,6 +458,7 @@ def framework_answer(status: int, name: str) -> flask.Response:
     with logs.RequestLine(request.method, request.path, {}) as line:
         logs.note(outcome="rejected", error=name)
         response = json_response(status, {"message": name})
+    leave_body_unread(request, response)
     line.write(response.status_code)
     return response
 
@@ -490,5 +508,6 @@ def handle_sweep(request: flask.Request) -> flask.Response:
             report = sweep_report(sweeper.sweep())
             logs.note(outcome="swept", **report["counts"])
             response = json_response(200, report)
+    leave_body_unread(request, response)
     line.write(response.status_code)
     return response

@@ -11,8 +11,9 @@ gunicorn application, with one difference, its worker:
 
 - a client socket gives up on a read or a write that waits longer than CLIENT_TIMEOUT_SECONDS
   (as if the client had gone), so a stalled client holds a thread for seconds, not forever;
-- an answer of 413 closes the connection at once, rather than reading the body it refused
-  before the connection could be used again;
+- an answer that says `Connection: close` (a 413, or any answer given without reading the
+  request's body) closes the connection at once, rather than reading the body it left
+  unread before the connection could be used again (gunicorn drops the header otherwise);
 - what gunicorn answers by itself (a malformed request, a header over 8190 bytes, both
   Transfer-Encoding and Content-Length) is JSON like every other answer, not an HTML page.
 """
@@ -82,7 +83,8 @@ def _json_error(sock: socket.socket, status: int, reason: str, detail: str) -> N
     ).encode("latin-1")
     logs.event(
         "WARNING" if status < 500 else "ERROR",
-        f"{status} {reason}, answered by the server before the function: {detail[:200]}",
+        f"{status} {reason}, answered by the server before the function: "
+        + logs.clean_path(detail),
         httpRequest={"status": status},
         outcome="rejected",
     )
@@ -113,15 +115,17 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = _close_after_413(self.wsgi)
+        self.wsgi = _close_when_asked(self.wsgi)
 
 
-def _close_after_413(app: Any) -> Any:
-    """A 413 says the body was refused unread: close the connection rather than drain it."""
+def _close_when_asked(app: Any) -> Any:
+    """An answer with `Connection: close` left the body unread: close rather than drain it."""
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
         def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-            if status.startswith("413"):
+            if any(
+                name.lower() == "connection" and value.lower() == "close" for name, value in headers
+            ):
                 response = getattr(start_response, "__self__", None)  # gunicorn's Response
                 if response is not None and hasattr(response, "force_close"):
                     response.force_close()
