@@ -28,6 +28,7 @@ from sms import (
     logs,
     phone,
     render,
+    tenants,
 )
 from sms.cache import TtlCache
 from sms.carriers import Carrier
@@ -77,12 +78,6 @@ def text_response(status: int, body: str, headers: dict[str, str] | None = None)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
-
-
-def report_problems(tenant: Tenant) -> None:
-    """The tenant settings that could not be used: the operator's to fix (logged at ERROR)."""
-    for problem in tenant.problems:
-        logs.event("ERROR", f"tenant {tenant.id}: setting {problem}", tenant=tenant.id)
 
 
 def no_content() -> flask.Response:
@@ -409,7 +404,7 @@ class Api:
             )
             if tenant is not None:
                 self._signed_in.put(key, tenant, read_at)
-                report_problems(tenant)
+                tenants.report_problems(tenant)
         if tenant is None:
             logs.note(outcome="unauthorized")
             raise errors.Unauthorized()

@@ -16,10 +16,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from sms import deadline, errors, logs
+from sms import deadline, errors, logs, tenants
 from sms.domain import (
     INBOUND,
     RECEIVED,
+    SUBDOMAIN,
     ConsumerState,
     Message,
     OptOut,
@@ -68,6 +69,12 @@ class Replies(SessionOpener):
         )
         if tenant_id is None:
             raise errors.NotFound()
+        if not SUBDOMAIN.fullmatch(tenant_id):  # numbers/{E.164} written by hand, wrongly
+            logs.event(
+                "ERROR",
+                f"numbers/{logs.mask(reply.to_number)}: tenant {tenant_id[:64]!r} is no tenant id",
+            )
+            raise errors.NotFound()
         logs.note(tenant=tenant_id, carrier_id=reply.carrier_id)
         if seen:
             return "duplicate"
@@ -76,6 +83,7 @@ class Replies(SessionOpener):
         )
         if tenant is None:  # the number's index names a tenant that is gone
             raise errors.NotFound()
+        tenants.report_problems(tenant)
         now = self._clock()
         while True:
             plan = limit.retry(lambda: self._decide(tenant, reply, state, now))  # noqa: B023

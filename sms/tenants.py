@@ -14,6 +14,7 @@ from typing import Any
 
 import phonenumbers
 
+from sms import logs
 from sms.domain import (
     DEFAULT_ALLOWED_REGIONS,
     DEFAULT_LANG,
@@ -94,3 +95,9 @@ def judge(tenant_id: str, data: dict[str, Any]) -> Tenant:
         rate_limit_per_second=judge.whole("rate_limit_per_second", 0, 0, MAX_RATE_LIMIT),
         problems=tuple(judge.problems),
     )
+
+
+def report_problems(tenant: Tenant) -> None:
+    """The tenant settings that could not be used: the operator's to fix (logged at ERROR)."""
+    for problem in tenant.problems:
+        logs.event("ERROR", f"tenant {tenant.id}: setting {problem}", tenant=tenant.id)

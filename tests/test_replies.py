@@ -267,6 +267,18 @@ def test_a_reply_to_a_number_no_tenant_owns_is_404_and_stores_nothing(
     assert chats(db, tenant) == []
 
 
+@pytest.mark.parametrize("owner", ["a/b", "", "../x", "__x__", "t" * 300, 12, None, ["t"]])
+def test_a_number_indexed_by_hand_for_no_valid_tenant_is_404_not_500(
+    twilio_server: str, standin: TwilioStandIn, db: firestore.Client, owner: Any
+) -> None:
+    number = fresh_number("646")
+    db.document(f"numbers/{number}").set({"tenant": owner})
+
+    answer = reply(twilio_server, standin, number, fresh_number("415"))
+
+    assert (answer.status_code, answer.json()) == (404, {"message": "Not Found"})
+
+
 @pytest.mark.parametrize("signature", [None, "forged", "bm90IGEgc2lnbmF0dXJl"])
 def test_a_reply_without_a_valid_signature_is_403_and_stores_nothing(
     twilio_server: str,
