@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the other scripts: make .venv and install a lock into it (REQUIREMENTS: the
 # function's own, requirements.txt, or by default the tests' and tools', requirements-dev.txt),
 # again only when that lock changed. Every package is pinned with its hashes.

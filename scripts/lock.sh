@@ -5,8 +5,9 @@
 # kept unless its input asks otherwise; to upgrade one: bash scripts/lock.sh --upgrade-package NAME
 #   bash scripts/lock.sh --check   fails if a lock is not what its input makes (CI runs it)
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
 source "$(dirname "$0")/_venv.sh"
-cd "$ROOT"
+cd "$ROOT" || exit
 check=0
 if [[ "${1:-}" == "--check" ]]; then
   check=1
