@@ -6,6 +6,7 @@ import itertools
 import os
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,18 +157,48 @@ def test_without_a_limit_or_with_0_nothing_is_refused(
         assert [a.status_code for a in answers] == [200] * 12
 
 
-def test_carrier_webhooks_are_not_counted(
-    twilio_server: str, limited: Tenant, standin: Any
+def test_carrier_webhooks_are_neither_counted_nor_refused(
+    twilio_server: str, make_tenant: Callable[..., Tenant], standin: Any, db: firestore.Client
 ) -> None:
+    """Twilio's posts are not the tenant's requests: a tenant over its limit still hears its
+    consumers' replies, and they do not take from its budget."""
     from twilio_standin import sign  # noqa: PLC0415
 
-    callback = twilio_server + SMS_PATH + "/status"
-    form = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
-    headers = {"X-Twilio-Signature": sign(callback, form, standin.auth_token)}
-    next_second()
-    answers = [requests.post(callback, data=form, headers=headers, timeout=30) for _ in range(8)]
+    number = f"+1917555{uuid.uuid4().int % 10_000:04d}"
+    tenant = make_tenant(
+        settings={"sms_enabled": True, "outbound_sms_enabled": True, "rate_limit_per_second": 2},
+        outbound_numbers={number: {"sms_enabled": True}},
+        index_numbers=True,
+    )
+    inbound = twilio_server + SMS_PATH + "/inbound"
+    chat = f"{twilio_server}/apps/api/v1/chats/{10**9}"  # no such chat: 404 within budget
 
-    assert [a.status_code for a in answers] == [204] * 8
+    def reply(n: int) -> requests.Response:
+        sid = "SM" + uuid.uuid4().hex
+        form = {"MessageSid": sid, "From": f"+1415555{7000 + n:04d}", "To": number, "Body": "hi"}
+        headers = {"X-Twilio-Signature": sign(inbound, form, standin.auth_token)}
+        return requests.post(inbound, data=form, headers=headers, timeout=30)
+
+    for _attempt in range(5):  # until the whole exchange falls within one second
+        next_second()
+        second = int(time.time())
+        spent = [requests.get(chat, headers=tenant.headers, timeout=30) for _ in range(3)]
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(reply, range(4)))
+        after = requests.get(chat, headers=tenant.headers, timeout=30)
+        if int(time.time()) == second:
+            break
+    else:
+        pytest.fail("no second was long enough for the exchange on this machine")
+
+    assert [a.status_code for a in spent] == [404, 404, 429]  # the budget of 2 is spent
+    assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
+    assert after.status_code == 429
+    counted = db.document(f"request_counts/{tenant.id}@{second}").get().get("count")
+    assert counted == 4  # the tenant's four requests; none of the replies
+    next_second()  # the next second's budget is whole: the replies took none of it
+    fresh = [requests.get(chat, headers=tenant.headers, timeout=30) for _ in range(2)]
+    assert [a.status_code for a in fresh] == [404, 404]
 
 
 def test_a_counted_request_that_is_refused_writes_nothing_under_its_tenant(
