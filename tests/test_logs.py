@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import flask
+import phonenumbers
 import pytest
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant, basic
@@ -128,7 +129,15 @@ def test_missing_or_malformed_trace_headers_add_no_trace(
 
 @pytest.mark.parametrize(
     ("number", "masked"),
-    [("+14155550100", "+1********00"), ("+447911123456", "+44********56"), (None, None)],
+    [
+        ("+14155550100", "+1********00"),
+        ("+447911123456", "+44********56"),
+        ("+35312345678", "+353******78"),
+        ("+2125551234", "+212*****34"),
+        ("+99912345", "*******45"),  # no country's code
+        ("4155550100", "********00"),
+        (None, None),
+    ],
 )
 def test_numbers_are_masked_to_country_code_and_last_two_digits(
     number: str | None, masked: str | None
@@ -201,3 +210,15 @@ def test_answers_the_framework_gives_by_itself_are_logged_too(
     line = only_line(capsys)
     assert line["httpRequest"]["status"] == 404
     assert "\n" not in line["httpRequest"]["requestUrl"]
+
+
+def test_the_country_code_shown_is_the_one_phonenumbers_parses_for_every_region() -> None:
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        example = phonenumbers.example_number(region)
+        if example is None:
+            continue
+        e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        shown = mask(e164)
+        assert shown is not None
+        country = str(phonenumbers.parse(e164).country_code)
+        assert shown == f"+{country}{'*' * (len(e164) - 3 - len(country))}{e164[-2:]}", region
