@@ -113,7 +113,7 @@ def _read_body(request: flask.Request) -> bytes:
 
 
 def leave_body_unread(request: flask.Request, response: flask.Response) -> None:
-    """A body no handler read (a 404, a 405, a 401 before it) is never read.
+    """A body no handler read (a 404, a 405, an answer of the framework's own) is never read.
 
     functions-framework would otherwise read it whole, into memory, once the function has
     answered, and a client that declared a large body and stalled would get no answer. The
