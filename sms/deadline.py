@@ -1,6 +1,6 @@
 """The time one request may spend waiting on the backend before it answers 503.
 
-The HTTP layer opens a deadline for each request; the service retries through it; the
+Each entry point opens a deadline for the work it does; the use cases retry through it; the
 repository reads what remains of it to bound every Firestore call. So however Firestore
 fails (refusing, hanging, aborting), a request answers within its deadline.
 """
@@ -20,7 +20,7 @@ _T = TypeVar("_T")
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("deadline", default=None)
 
 # The shortest time a backend call is given, even when the deadline has (nearly) passed: it
-# then fails fast, and the retry loop turns that into a 503.
+# then fails fast, and the retry loop gives up with the failure it saw.
 MIN_CALL_SECONDS = 0.05
 
 
@@ -32,11 +32,14 @@ class Deadline:
     def remaining(self) -> float:
         return self._ends - time.monotonic()
 
-    def pause(self) -> None:
-        """Back off before another try (jittered, growing); 503 when no time is left."""
+    def pause(self, cause: errors.Transient | None = None) -> None:
+        """Back off before another try (jittered, growing). When no time is left, give up:
+        with ``cause``, the failure that made the wait necessary, else BackendUnavailable."""
         remaining = self.remaining()
         if remaining <= 0:
-            raise errors.ServiceUnavailable(retry_after_seconds=1)
+            if cause is not None:
+                raise cause
+            raise errors.BackendUnavailable("the deadline passed while the documents kept changing")
         jitter = random.uniform(0, self._delay)  # noqa: S311 jitter, not secrets
         time.sleep(min(remaining, jitter))
         self._delay = min(self._delay * 2, 1.0)
@@ -46,8 +49,8 @@ class Deadline:
         while True:
             try:
                 return call()
-            except errors.BackendUnavailable:
-                self.pause()
+            except errors.BackendUnavailable as exc:
+                self.pause(exc)
 
 
 @contextlib.contextmanager

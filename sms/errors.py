@@ -1,26 +1,31 @@
-"""Every failure the API can answer with, and the order in which validation reports them.
+"""Every failure this package raises on purpose, and the order in which validation reports them.
 
-The tree::
+One root, two kinds below it: answers, which the adapters render as they are, and failures
+that are not answers, which the code that called the backend or the carrier decides about.
+An adapter (HTTP, the sweeper, the event dispatcher) turns a ``Transient`` that reached it
+into a 503; anything outside this tree is a bug, logged with its traceback as a 500::
 
-    ApiError                      status + message, rendered as {"message": ...}
-    ├── BadRequest            400 a rule of SPEC section 4 failed (or another 400)
-    ├── Unauthorized          401 credentials missing or wrong (one answer for every cause)
-    ├── Forbidden             403 a carrier webhook without a valid signature
-    ├── NotFound              404
-    ├── MethodNotAllowed      405 carries the allowed methods
-    ├── Conflict              409 an Idempotency-Key whose first request is still running
-    ├── PayloadTooLarge       413
-    ├── Unprocessable         422 an Idempotency-Key reused for a different request
-    ├── TooManyRequests       429 the tenant's requests per second are spent
-    ├── SmsNotSent            502 the carrier refused the message, or could not be reached
-    └── ServiceUnavailable    503 the backend could not be reached in time; carries Retry-After
-        └── SendPending           the session is committed, its send not yet settled
-
-    LostRace                  not an answer: a write precondition failed, the caller re-decides
-    BackendUnavailable        not an answer: the backend failed in a way that may pass
-    CarrierRefused            not an answer: the carrier refused the message (nothing was sent)
-    CarrierUnreachable        not an answer: the carrier could not be reached (nothing was sent)
-    CarrierOutcomeUnknown     not an answer: the message may or may not have gone out
+    SmsError
+    ├── ApiError                  an answer: HTTP status + {"message": ...}
+    │   ├── BadRequest            400 a rule of SPEC section 4 failed (or another 400)
+    │   ├── Unauthorized          401 credentials missing or wrong (one answer for every cause)
+    │   ├── Forbidden             403 a carrier webhook without a valid signature
+    │   ├── NotFound              404
+    │   ├── MethodNotAllowed      405 carries the allowed methods
+    │   ├── Conflict              409 an Idempotency-Key whose first request is still running
+    │   ├── PayloadTooLarge       413
+    │   ├── Unprocessable         422 an Idempotency-Key reused for a different request
+    │   ├── TooManyRequests       429 the tenant's requests per second are spent
+    │   ├── SmsNotSent            502 the carrier refused the message, or could not be reached
+    │   └── ServiceUnavailable    503 the backend could not be reached in time; Retry-After
+    │       └── SendPending           the session is committed, its send not yet settled
+    ├── Transient                 may pass: the same call can succeed later
+    │   ├── BackendUnavailable    Firestore could not be reached, or not within the deadline
+    │   ├── CarrierUnreachable    the carrier could not be reached at all: nothing was sent
+    │   └── CarrierOutcomeUnknown the message may or may not have gone out
+    └── Refused                   the other side said no, and would say it again
+        ├── LostRace              a write precondition failed: the caller reads and decides again
+        └── CarrierRefused        the carrier refused the message: nothing was sent
 """
 
 from __future__ import annotations
@@ -90,7 +95,11 @@ def rank(text: str) -> int:
     return _RANK[text]
 
 
-class ApiError(Exception):
+class SmsError(Exception):
+    """The root of every failure this package raises on purpose."""
+
+
+class ApiError(SmsError):
     """An answer other than success: an HTTP status and the text of {"message": ...}."""
 
     status = 500
@@ -200,15 +209,23 @@ class SendPending(ServiceUnavailable):
     outcome = "send_pending"
 
 
-class LostRace(Exception):
+class Transient(SmsError):
+    """A failure that may pass: the same call can succeed when tried again later."""
+
+
+class Refused(SmsError):
+    """The other side said no, and would say it again: trying again changes nothing."""
+
+
+class LostRace(Refused):
     """A write precondition failed: a concurrent request changed the document first."""
 
 
-class BackendUnavailable(Exception):
-    """Firestore could not be reached or kept aborting; the request may be retried later."""
+class BackendUnavailable(Transient):
+    """Firestore could not be reached, kept aborting, or not within the request's deadline."""
 
 
-class CarrierRefused(Exception):
+class CarrierRefused(Refused):
     """The carrier refused the message: nothing was sent. ``code`` is the carrier's."""
 
     def __init__(self, code: str | None, opted_out: bool = False) -> None:
@@ -217,11 +234,11 @@ class CarrierRefused(Exception):
         self.opted_out = opted_out  # the consumer unsubscribed from this sender
 
 
-class CarrierUnreachable(Exception):
+class CarrierUnreachable(Transient):
     """The carrier could not be reached at all: nothing was sent."""
 
 
-class CarrierOutcomeUnknown(Exception):
+class CarrierOutcomeUnknown(Transient):
     """The message may have gone out (a timeout, a 5xx, a dropped connection).
 
     ``in_flight``: the carrier may still be working on the request (it timed out on this
