@@ -6,13 +6,13 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from sms import errors
-from sms.repository import _failures
+from sms.repository.database import classified
 
 
 def raised_by(exc: BaseException, commit: bool = True) -> BaseException:
     """What leaves the classifier when ``exc`` is raised inside it."""
     try:
-        with _failures(commit=commit):
+        with classified(commit=commit):
             raise exc
     except BaseException as out:
         return out

@@ -23,39 +23,163 @@ consumer's mark and a new end user are read without locks, then written with pre
 (create = must not exist; update = must still be at the version read). A request that lost
 the race gets ``LostRace`` and decides again; it never waits on a lock.
 
-One module per aggregate: ``keys`` (Idempotency-Key records), ``sessions`` (authentication,
-the request's reads and commit, chats, ids), ``messages`` (statuses after the commit, carrier
-ids, the sweeper's query, transcripts); ``documents`` turns documents into domain objects and
-back; ``base`` holds what they share. ``FirestoreStore`` is all of them at once.
+One part per aggregate, each on the same ``Firestore`` (database.py: the client, its calls
+bounded, documents by name): ``tenants`` (sign-ins, request counts, number owners),
+``sessions`` (a request's reads and commit, chats, ids), ``messages`` (statuses after the
+commit, carrier ids, the sweeper's query, transcripts), ``keys`` (Idempotency-Key records);
+``documents`` turns documents into domain objects and back. ``FirestoreStore`` holds the parts
+and answers for each of them, so that a use case is handed one store.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from google.cloud import firestore
 
 from sms.config import Settings
-from sms.ids import IdBlocks
-from sms.repository.base import _bound_calls, _failures
-from sms.repository.documents import tenant_from
+from sms.domain import (
+    ActiveSession,
+    Agent,
+    Chat,
+    Claim,
+    ConsumerState,
+    KeyCompletion,
+    Lookup,
+    Message,
+    MessageRef,
+    OptOut,
+    Plan,
+    StoredKey,
+    Tenant,
+)
+from sms.repository.database import Firestore
+from sms.repository.keys import Keys
 from sms.repository.messages import Messages
+from sms.repository.sessions import Sessions
+from sms.repository.tenants import Tenants
 
-__all__ = ["FirestoreStore", "_bound_calls", "_failures", "tenant_from"]
+__all__ = ["FirestoreStore"]
 
 
-class FirestoreStore(Messages):
-    """The service's store, on one Firestore database."""
+class FirestoreStore:
+    """The service's store, on one Firestore database: the parts, and one door to each."""
 
     def __init__(self, client: firestore.Client, settings: Settings) -> None:
-        super().__init__(client)
-        self._ids = IdBlocks(self._reserve_ids, settings.id_block_size)
+        self.db = Firestore(client, settings.rpc_timeout_seconds, settings.database)
+        self.tenants = Tenants(self.db)
+        self.keys = Keys(self.db)
+        self.sessions = Sessions(self.db, self.keys, settings.id_block_size)
+        self.messages = Messages(self.db, self.sessions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
+        """The store on a client of its own for the settings' project and database."""
         client = firestore.Client(project=settings.project, database=settings.database)
-        return cls.on_client(client, settings)
-
-    @classmethod
-    def on_client(cls, client: firestore.Client, settings: Settings) -> FirestoreStore:
-        """The store on a client of its own, whose calls it bounds by each request's deadline."""
-        _bound_calls(client, settings.rpc_timeout_seconds)
         return cls(client, settings)
+
+    # -- tenants
+
+    def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
+        return self.tenants.authenticate(tenant_id, token_sha256)
+
+    def count_request(self, tenant_id: str) -> int:
+        return self.tenants.count_request(tenant_id)
+
+    def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]:
+        return self.tenants.reply_route(number, carrier_id)
+
+    # -- sessions
+
+    def look_up(
+        self,
+        tenant_id: str,
+        outbound_number: str,
+        consumer: str,
+        agent_id: int | None,
+        agent_email: str | None,
+    ) -> Lookup:
+        return self.sessions.look_up(tenant_id, outbound_number, consumer, agent_id, agent_email)
+
+    def agents(
+        self, tenant_id: str, agent_id: int | None, agent_email: str | None
+    ) -> tuple[Agent | None, Agent | None]:
+        return self.sessions.agents(tenant_id, agent_id, agent_email)
+
+    def tenant_and_consumer(
+        self, tenant_id: str, consumer: str
+    ) -> tuple[Tenant | None, ConsumerState]:
+        return self.sessions.tenant_and_consumer(tenant_id, consumer)
+
+    def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
+        return self.sessions.consumer_state(tenant_id, consumer)
+
+    def read_chat(self, tenant_id: str, chat_id: int) -> Chat | None:
+        return self.sessions.read_chat(tenant_id, chat_id)
+
+    def chat_and_session(
+        self, tenant_id: str, chat_id: int
+    ) -> tuple[Chat | None, ActiveSession | None]:
+        return self.sessions.chat_and_session(tenant_id, chat_id)
+
+    def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]:
+        return self.sessions.take_ids(tenant_id, kind, count)
+
+    def commit(self, plan: Plan) -> Any:
+        return self.sessions.commit(plan)
+
+    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
+        self.sessions.end_chat(tenant_id, ended, session)
+
+    # -- messages
+
+    def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
+        return self.messages.read_message(tenant_id, ref)
+
+    def save_message(self, tenant_id: str, message: Message) -> Message:
+        return self.messages.save_message(tenant_id, message)
+
+    def fail_message(
+        self,
+        tenant_id: str,
+        message: Message,
+        ended: Chat | None,
+        mark: ActiveSession | None,
+        opt_out: OptOut | None,
+    ) -> None:
+        self.messages.fail_message(tenant_id, message, ended, mark, opt_out)
+
+    def carrier_id_owner(self, carrier_id: str) -> tuple[str, MessageRef] | None:
+        return self.messages.carrier_id_owner(carrier_id)
+
+    def message_by_carrier_id(self, carrier_id: str) -> tuple[str, Message] | None:
+        return self.messages.message_by_carrier_id(carrier_id)
+
+    def unsettled_messages(
+        self, claimed_before: dt.datetime, batch_size: int
+    ) -> list[tuple[str, Message]]:
+        return self.messages.unsettled_messages(claimed_before, batch_size)
+
+    def messages_page(
+        self,
+        tenant_id: str,
+        chat_id: int,
+        page_size: int,
+        after: tuple[dt.datetime, str] | None,
+    ) -> list[Message]:
+        return self.messages.messages_page(tenant_id, chat_id, page_size, after)
+
+    # -- Idempotency-Key records
+
+    def read_key(self, tenant_id: str, key_id: str) -> StoredKey | None:
+        return self.keys.read_key(tenant_id, key_id)
+
+    def claim_key(self, claim: Claim, record: StoredKey, replaces: StoredKey | None) -> Claim:
+        return self.keys.claim_key(claim, record, replaces)
+
+    def finish_key(self, completion: KeyCompletion) -> None:
+        self.keys.finish_key(completion)
+
+    def release_key(self, claim: Claim) -> None:
+        self.keys.release_key(claim)

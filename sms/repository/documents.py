@@ -13,9 +13,12 @@ from sms.domain import (
     Agent,
     Chat,
     EndUser,
+    KeyCompletion,
     Message,
+    MessageRef,
     Participant,
     StatusChange,
+    StoredKey,
     Tenant,
 )
 
@@ -194,5 +197,34 @@ def message_from(message_id: str, data: dict[str, Any], version: Any = None) -> 
         created_at=data["created_at"],
         history=tuple(StatusChange(c["status"], c["at"]) for c in data.get("status_history") or ()),
         claimed_at=data.get("claimed_at"),
+        version=version,
+    )
+
+
+def key_answer_doc(completion: KeyCompletion) -> dict[str, Any]:
+    """The fields that record a claimed key's answer."""
+    message = completion.message
+    return {
+        "status": completion.status,
+        "chat": chat_doc(completion.chat) if completion.chat is not None else None,
+        "error": completion.error,
+        "message": dataclasses.asdict(message) if message is not None else None,
+    }
+
+
+def key_from(data: dict[str, Any], version: Any) -> StoredKey:
+    chat, message = data.get("chat"), data.get("message")
+    return StoredKey(
+        fingerprint=data["fingerprint"],
+        holder=data.get("holder") or "",
+        status=data.get("status"),
+        lease_expires_at=data["lease_expires_at"],
+        expires_at=data["expires_at"],
+        chat=chat_from(chat) if isinstance(chat, dict) else None,
+        error=str_or_none(data.get("error")),
+        body=str_or_none(data.get("body")),
+        message=MessageRef(message["chat_id"], message["message_id"])
+        if isinstance(message, dict)
+        else None,
         version=version,
     )

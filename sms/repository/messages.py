@@ -16,15 +16,19 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from sms.domain import UNSETTLED, ActiveSession, Chat, Message, MessageRef, OptOut
 from sms.repository import documents
-from sms.repository.base import _failures
+from sms.repository.database import Firestore
 from sms.repository.sessions import Sessions
 
 
-class Messages(Sessions):
+class Messages:
     """Messages of every tenant, as the sender, the sweeper and the transcript see them."""
 
+    def __init__(self, db: Firestore, sessions: Sessions) -> None:
+        self._db = db
+        self._sessions = sessions
+
     def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
-        [snap] = self._get_all([self._message_ref(tenant_id, ref)]).values()
+        snap = self._db.get(self._db.message(tenant_id, ref))
         return _message_from(snap) if snap.exists else None
 
     def save_message(self, tenant_id: str, message: Message) -> Message:
@@ -38,20 +42,20 @@ class Messages(Sessions):
             self._write_state(batch, tenant_id, message)
             if message.carrier_id is not None:
                 batch.set(
-                    self._carrier_ref(message.carrier_id),
+                    self._db.carrier_id(message.carrier_id),
                     {"tenant": tenant_id, **dataclasses.asdict(message.ref)},
                 )
 
-        [result, *_] = self._batch(write)
+        [result, *_] = self._db.batch(write)
         return dataclasses.replace(message, version=result.update_time)
 
     def _write_state(self, writes: Any, tenant_id: str, message: Message) -> None:
         state = documents.message_doc(message)
         fields = ("status", "carrier_id", "error_code", "status_history", "claimed_at")
         writes.update(
-            self._message_ref(tenant_id, message.ref),
+            self._db.message(tenant_id, message.ref),
             {name: state[name] for name in fields},
-            option=self._at(message.version),
+            option=self._db.at(message.version),
         )
 
     def fail_message(
@@ -68,15 +72,15 @@ class Messages(Sessions):
         def write(batch: firestore.WriteBatch) -> None:
             self._write_state(batch, tenant_id, message)
             if ended is not None:
-                self._write_end(batch, tenant_id, ended, mark)
+                self._sessions.write_end(batch, tenant_id, ended, mark)
             if opt_out is not None:
-                batch.set(self._opt_out_ref(tenant_id, opt_out.number), documents.stored(opt_out))
+                batch.set(self._db.opt_out(tenant_id, opt_out.number), documents.stored(opt_out))
 
-        self._batch(write)
+        self._db.batch(write)
 
     def carrier_id_owner(self, carrier_id: str) -> tuple[str, MessageRef] | None:
         """The tenant and message that a carrier's id was stored for, if any."""
-        [index] = self._get_all([self._carrier_ref(carrier_id)]).values()
+        index = self._db.get(self._db.carrier_id(carrier_id))
         data = index.to_dict() if index.exists else None
         if not data:
             return None
@@ -91,36 +95,38 @@ class Messages(Sessions):
         return (owner[0], message) if message is not None else None
 
     def unsettled_messages(
-        self, claimed_before: dt.datetime, limit: int
+        self, claimed_before: dt.datetime, batch_size: int
     ) -> list[tuple[str, Message]]:
         """Messages of any tenant still queued or sending, taken last before the given time."""
         query = (
-            self._db.collection_group("messages")
+            self._db.client.collection_group("messages")
             .where(filter=FieldFilter("status", "in", sorted(UNSETTLED)))
             .where(filter=FieldFilter("claimed_at", "<=", claimed_before))
             .order_by("claimed_at")
-            .limit(limit)
+            .limit(batch_size)
         )
-        with _failures():
-            snaps = list(query.stream())
         # tenants/{tenant}/chats/{chat}/messages/{message}
         return [
-            (snap.reference.parent.parent.parent.parent.id, _message_from(snap)) for snap in snaps
+            (snap.reference.parent.parent.parent.parent.id, _message_from(snap))
+            for snap in self._db.stream(query)
         ]
 
     def messages_page(
-        self, tenant_id: str, chat_id: int, limit: int, after: tuple[dt.datetime, str] | None
+        self,
+        tenant_id: str,
+        chat_id: int,
+        page_size: int,
+        after: tuple[dt.datetime, str] | None,
     ) -> list[Message]:
-        """Up to ``limit`` messages of a chat, oldest first, from just after ``after``."""
-        collection = self._chat_ref(tenant_id, chat_id).collection("messages")
+        """Up to ``page_size`` messages of a chat, oldest first, from just after ``after``."""
+        collection = self._db.chat(tenant_id, chat_id).collection("messages")
         query = collection.order_by("created_at").order_by("__name__")
         if after is not None:
             created_at, message_id = after
             query = query.start_after(
                 {"created_at": created_at, "__name__": collection.document(message_id)}
             )
-        with _failures():
-            return [_message_from(snap) for snap in query.limit(limit).stream()]
+        return [_message_from(snap) for snap in self._db.stream(query.limit(page_size))]
 
 
 def _message_from(snap: Any) -> Message:

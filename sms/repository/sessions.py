@@ -1,11 +1,8 @@
-"""Authentication, sessions and chats: the reads of one request and its atomic commit."""
+"""Sessions: what one request reads of a consumer, its atomic commit, chats, ending them, ids."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import hmac
-import time
 from typing import Any
 
 from google.cloud import firestore
@@ -14,7 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from sms.domain import MAX_ID, ActiveSession, Agent, Chat, ConsumerState, Lookup, Plan, Tenant
 from sms.ids import IdBlocks
 from sms.repository import documents
-from sms.repository.base import _failures
+from sms.repository.database import Firestore
 from sms.repository.keys import Keys
 
 # Longer strings are not asked for in a query: Firestore refuses values of about 1500 bytes
@@ -22,53 +19,13 @@ from sms.repository.keys import Keys
 _MAX_QUERY_VALUE_BYTES = 1024
 
 
-class Sessions(Keys):
-    """Tenants, their consumers' sessions, chats and ids (a commit may complete a key)."""
+class Sessions:
+    """Tenants' consumers, their sessions and chats, and ids (a commit may complete a key)."""
 
-    _ids: IdBlocks
-
-    # -- authentication
-
-    def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
-        """The tenant, if one of its enabled credentials has this token hash."""
-        tenant_ref = self._tenant(tenant_id)
-        query = tenant_ref.collection("api_credentials").where(
-            filter=FieldFilter("token_sha256", "==", token_sha256)
-        )
-        with _failures():
-            # Both reads, whatever the first finds: an unknown tenant must not answer sooner.
-            tenant_snap = tenant_ref.get()
-            credentials = list(query.limit(10).stream())
-        if not tenant_snap.exists:
-            return None
-        for credential in credentials:
-            data = credential.to_dict() or {}
-            stored = data.get("token_sha256")
-            if (
-                data.get("enabled") is True
-                and isinstance(stored, str)
-                and hmac.compare_digest(stored, token_sha256)
-            ):
-                return documents.tenant_from(tenant_id, tenant_snap.to_dict() or {})
-        return None
-
-    def count_request(self, tenant_id: str) -> int:
-        """Count one request in its tenant's current second; the count so far (SPEC 10.6).
-
-        A server-side increment of request_counts/{tenant}@{second}: it reads nothing, so
-        counts made at once by any number of instances never wait on or abort each other.
-        It lives outside the tenant's documents (a refused request writes nothing there),
-        and expires (TTL on expires_at) a minute later.
-        """
-        now = time.time()
-        second = int(now)
-        ref = self._db.collection("request_counts").document(f"{tenant_id}@{second}")
-        expires = dt.datetime.fromtimestamp(second + 60, dt.timezone.utc)
-        batch = self._db.batch()
-        batch.set(ref, {"count": firestore.Increment(1), "expires_at": expires}, merge=True)
-        with _failures(commit=True):
-            [result] = batch.commit()
-        return int(result.transform_results[0].integer_value)
+    def __init__(self, db: Firestore, keys: Keys, id_block_size: int) -> None:
+        self._db = db
+        self._keys = keys
+        self._ids = IdBlocks(self._reserve_ids, id_block_size)
 
     # -- reads for one request
 
@@ -80,16 +37,15 @@ class Sessions(Keys):
         agent_id: int | None,
         agent_email: str | None,
     ) -> Lookup:
-        tenant = self._tenant(tenant_id)
-        number_ref = tenant.collection("outbound_numbers").document(outbound_number)
-        agents = tenant.collection("agents")
-        storable = agent_id is not None and 0 <= agent_id <= MAX_ID
-        agent_ref = agents.document(str(agent_id)) if storable else None
-        opt_out_ref = self._opt_out_ref(tenant_id, consumer)
+        """What validating an outbound request needs, read in one round (and, for an agent
+        named by an email no document spells so, a query)."""
+        number_ref = self._db.of_tenant(tenant_id, "outbound_numbers", outbound_number)
+        agent_ref = self._agent_ref(tenant_id, agent_id)
+        opt_out_ref = self._db.opt_out(tenant_id, consumer)
         refs = [number_ref, opt_out_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)
-        snaps = self._get_all(refs)
+        snaps = self._db.get_all(refs)
         number = snaps[number_ref.path]
         number_enabled = number.exists and (number.to_dict() or {}).get("sms_enabled") is not False
         return Lookup(
@@ -100,6 +56,19 @@ class Sessions(Keys):
             opted_out=snaps[opt_out_ref.path].exists,
         )
 
+    def agents(
+        self, tenant_id: str, agent_id: int | None, agent_email: str | None
+    ) -> tuple[Agent | None, Agent | None]:
+        """The agent named by id and the one named by email, where each names one."""
+        agent_ref = self._agent_ref(tenant_id, agent_id)
+        by_id = documents.agent_from_snapshot(self._db.get(agent_ref)) if agent_ref else None
+        by_email = self._agent_by_email(tenant_id, agent_email) if agent_email else None
+        return by_id, by_email
+
+    def _agent_ref(self, tenant_id: str, agent_id: int | None) -> Any:
+        storable = agent_id is not None and 0 <= agent_id <= MAX_ID
+        return self._db.of_tenant(tenant_id, "agents", str(agent_id)) if storable else None
+
     def _agent_by_email(self, tenant_id: str, email: str) -> Agent | None:
         """The agent with this email, compared without regard to case.
 
@@ -107,27 +76,24 @@ class Sessions(Keys):
         only when neither is stored does it fall back to reading the tenant's agents.
         """
         wanted = email.casefold()
-        agents = self._tenant(tenant_id).collection("agents")
+        agents = self._db.tenant(tenant_id).collection("agents")
         spellings = sorted(
             spelling
             for spelling in {email, email.lower()}
             if len(spelling.encode("utf-8")) <= _MAX_QUERY_VALUE_BYTES
         )
-        searches = [agents.stream()]
+        searches = [agents]
         if spellings:
-            exact = agents.where(filter=FieldFilter("email", "in", spellings)).limit(10)
-            searches.insert(0, exact.stream())
-        with _failures():
-            for snaps in searches:
-                for snap in snaps:
-                    agent = documents.agent_from_snapshot(snap)
-                    if agent is not None and (agent.email or "").casefold() == wanted:
-                        return agent
+            searches.insert(0, agents.where(filter=FieldFilter("email", "in", spellings)).limit(10))
+        for search in searches:
+            for snap in self._db.stream(search):
+                agent = documents.agent_from_snapshot(snap)
+                if agent is not None and (agent.email or "").casefold() == wanted:
+                    return agent
         return None
 
     def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
-        end_user = self._tenant(tenant_id).collection("end_users").document(consumer)
-        return [self._session_ref(tenant_id, consumer), end_user]
+        return [self._db.session(tenant_id, consumer), self._db.end_user(tenant_id, consumer)]
 
     def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
         session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
@@ -142,27 +108,15 @@ class Sessions(Keys):
         )
         chat = None
         if session is not None:
-            chat = session.chat or self._chat(tenant_id, session.chat_id)
+            chat = session.chat or self.read_chat(tenant_id, session.chat_id)
         return ConsumerState(session=session, end_user=end_user, chat=chat)
-
-    def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]:
-        """The tenant that owns a number (numbers/{E.164}), and whether a message with this
-        carrier id is stored already."""
-        owner_ref, seen_ref = (
-            self._db.collection("numbers").document(number),
-            self._carrier_ref(carrier_id),
-        )
-        snaps = self._get_all([owner_ref, seen_ref])
-        owner = snaps[owner_ref.path].to_dict() if snaps[owner_ref.path].exists else None
-        tenant = owner.get("tenant") if owner else None
-        return (tenant if isinstance(tenant, str) else None), snaps[seen_ref.path].exists
 
     def tenant_and_consumer(
         self, tenant_id: str, consumer: str
     ) -> tuple[Tenant | None, ConsumerState]:
         """A tenant's settings and what it knows of one consumer, read at once."""
-        tenant_ref = self._tenant(tenant_id)
-        snaps = self._get_all([tenant_ref, *self._consumer_refs(tenant_id, consumer)])
+        tenant_ref = self._db.tenant(tenant_id)
+        snaps = self._db.get_all([tenant_ref, *self._consumer_refs(tenant_id, consumer)])
         tenant_snap = snaps[tenant_ref.path]
         if not tenant_snap.exists:
             return None, ConsumerState()
@@ -170,25 +124,21 @@ class Sessions(Keys):
         return tenant, self._consumer_from(tenant_id, consumer, snaps)
 
     def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState:
-        snaps = self._get_all(self._consumer_refs(tenant_id, consumer))
+        snaps = self._db.get_all(self._consumer_refs(tenant_id, consumer))
         return self._consumer_from(tenant_id, consumer, snaps)
 
     def read_chat(self, tenant_id: str, chat_id: int) -> Chat | None:
-        return self._chat(tenant_id, chat_id)
-
-    def _chat(self, tenant_id: str, chat_id: int) -> Chat | None:
-        [snap] = self._get_all([self._chat_ref(tenant_id, chat_id)]).values()
+        snap = self._db.get(self._db.chat(tenant_id, chat_id))
         return documents.chat_from(snap.to_dict(), snap.update_time) if snap.exists else None
 
     def chat_and_session(
         self, tenant_id: str, chat_id: int
     ) -> tuple[Chat | None, ActiveSession | None]:
         """A chat, and its consumer's mark where the chat is still marked active."""
-        chat = self._chat(tenant_id, chat_id)
+        chat = self.read_chat(tenant_id, chat_id)
         if chat is None or not chat.active:
             return chat, None
-        session_ref = self._session_ref(tenant_id, chat.end_user.phone_number)
-        [snap] = self._get_all([session_ref]).values()
+        snap = self._db.get(self._db.session(tenant_id, chat.end_user.phone_number))
         session = documents.session_from(snap.to_dict(), snap.update_time) if snap.exists else None
         return chat, session
 
@@ -205,7 +155,7 @@ class Sessions(Keys):
         them, and instances reserving at once would wait on each other and abort.
         """
         kinds = sorted(counts)
-        results = self._transact(
+        results = self._db.transact(
             lambda transaction: self._write_reservations(transaction, tenant_id, counts, kinds)
         )
         return _firsts(results, counts, kinds)
@@ -214,7 +164,7 @@ class Sessions(Keys):
         self, writes: Any, tenant_id: str, counts: dict[str, int], kinds: list[str]
     ) -> None:
         for kind in kinds:
-            counter = self._tenant(tenant_id).collection("counters").document(kind)
+            counter = self._db.of_tenant(tenant_id, "counters", kind)
             writes.set(counter, {"last_id": firestore.Increment(counts[kind])}, merge=True)
 
     # -- writes
@@ -229,16 +179,17 @@ class Sessions(Keys):
         # Ids running low: their next blocks are reserved by this commit (results 1 to n).
         prefetch = self._ids.to_prefetch(plan.tenant_id)
         kinds = sorted(prefetch)
+        db = self._db
 
         def write(transaction: firestore.Transaction) -> None:
-            message_ref = self._message_ref(plan.tenant_id, plan.message.ref)
+            message_ref = db.message(plan.tenant_id, plan.message.ref)
             transaction.create(message_ref, documents.message_doc(plan.message))  # result 0
             self._write_reservations(transaction, plan.tenant_id, prefetch, kinds)
             if plan.new_end_user is not None:
                 transaction.create(end_user_ref, documents.stored(plan.new_end_user))
             if plan.finish is not None:
                 transaction.update(
-                    self._chat_ref(plan.tenant_id, plan.finish.chat_id),
+                    db.chat(plan.tenant_id, plan.finish.chat_id),
                     {
                         "status": "finished",
                         "ends_at": plan.finish.ends_at,
@@ -246,31 +197,31 @@ class Sessions(Keys):
                     },
                 )
             if plan.new_chat is not None:
-                chat_ref = self._chat_ref(plan.tenant_id, plan.new_chat.id)
+                chat_ref = db.chat(plan.tenant_id, plan.new_chat.id)
                 transaction.create(chat_ref, documents.chat_doc(plan.new_chat))
             else:  # the message joins the active chat: its idle clock starts again
-                chat_ref = self._chat_ref(plan.tenant_id, plan.session.chat_id)
+                chat_ref = db.chat(plan.tenant_id, plan.session.chat_id)
                 transaction.update(chat_ref, {"last_activity_at": plan.session.last_activity_at})
             if plan.session_version is None:
                 transaction.create(session_ref, documents.session_doc(plan.session))
             else:
-                option = self._at(plan.session_version)
+                option = db.at(plan.session_version)
                 transaction.update(session_ref, documents.session_doc(plan.session), option=option)
             if plan.key is not None:
-                self._complete_key(transaction, plan.key)
+                self._keys.complete_key(transaction, plan.key)
             if plan.index_carrier_id and plan.message.carrier_id is not None:
                 transaction.create(
-                    self._carrier_ref(plan.message.carrier_id),
+                    db.carrier_id(plan.message.carrier_id),
                     {"tenant": plan.tenant_id, **dataclasses.asdict(plan.message.ref)},
                 )
-            opt_out_ref = self._opt_out_ref(plan.tenant_id, plan.consumer)
+            opt_out_ref = db.opt_out(plan.tenant_id, plan.consumer)
             if plan.opt_out is not None:
                 transaction.set(opt_out_ref, documents.stored(plan.opt_out))
             elif plan.opt_in:
                 transaction.delete(opt_out_ref)
 
         try:
-            results = self._transact(write)
+            results = db.transact(write)
         except BaseException:
             self._ids.prefetched(plan.tenant_id, prefetch, None)
             raise
@@ -279,25 +230,27 @@ class Sessions(Keys):
 
     def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
         """Record a chat as ended and free its consumer, if the chat is still as it was read."""
-        self._transact(lambda transaction: self._write_end(transaction, tenant_id, ended, session))
+        self._db.transact(
+            lambda transaction: self.write_end(transaction, tenant_id, ended, session)
+        )
 
-    def _write_end(
+    def write_end(
         self, writes: Any, tenant_id: str, ended: Chat, session: ActiveSession | None
     ) -> None:
         """Into a transaction or batch: the chat ended as ``ended`` says, the consumer freed."""
         writes.update(
-            self._chat_ref(tenant_id, ended.id),
+            self._db.chat(tenant_id, ended.id),
             {
                 "status": ended.status,
                 "ends_at": ended.ends_at,
                 "chat_duration": ended.chat_duration,
                 "fail_reason": ended.fail_reason,
             },
-            option=self._at(ended.version),
+            option=self._db.at(ended.version),
         )
         if session is not None:
-            session_ref = self._session_ref(tenant_id, ended.end_user.phone_number)
-            writes.delete(session_ref, option=self._at(session.version))
+            session_ref = self._db.session(tenant_id, ended.end_user.phone_number)
+            writes.delete(session_ref, option=self._db.at(session.version))
 
 
 def _firsts(results: list[Any], counts: dict[str, int], kinds: list[str]) -> dict[str, int]:
