@@ -1,31 +1,44 @@
 """Cloud Function entry points: `functions-framework --target=sms_api` (the API and Twilio's
 webhooks) and `--target=sms_sweeper` (settles unsettled sends; called by Cloud Scheduler)."""
 
+import functools
 import gc
 
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from sms import api
+from sms import bootstrap, web
+from sms.api import Api
+from sms.jobs import Jobs
+
+
+@functools.cache
+def _api() -> Api:
+    return Api(bootstrap.app())
+
+
+@functools.cache
+def _jobs() -> Jobs:
+    return Jobs(bootstrap.app())
 
 
 @functions_framework.http
 def sms_api(request: flask.Request) -> flask.Response:
     """POST /apps/api/v1/sms: send an outbound SMS and open a session; and the rest."""
-    return api.handle(request)
+    return _api().handle(request)
 
 
 @functions_framework.http
 def sms_sweeper(request: flask.Request) -> flask.Response:
     """POST: settle the messages crashed or timed-out senders left unsettled."""
-    return api.handle_sweep(request)
+    return _jobs().sweep(request)
 
 
 @functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
 def framework_error(error: HTTPException) -> flask.Response:
     """Answers the framework gives by itself (such as /favicon.ico) are JSON too, and logged."""
-    return api.framework_answer(error.code or 500, error.name)
+    return web.framework_answer(error.code or 500, error.name)
 
 
 # gunicorn forks its worker from the process that imported this module. What is imported by

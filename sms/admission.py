@@ -46,7 +46,7 @@ class Counter:
     """Starts the counts of requests on a few threads of their own."""
 
     def __init__(self, count: Callable[[str], int], threads: int = 8) -> None:
-        self._count = count
+        self.count = count
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rate-count")
 
     @contextlib.contextmanager
@@ -56,7 +56,7 @@ class Counter:
             yield
             return
         context = contextvars.copy_context()  # the request's deadline bounds the call
-        pending = self._pool.submit(context.run, self._count, tenant_id)
+        pending = self._pool.submit(context.run, self.count, tenant_id)
         token = _current.set(Admission(pending, limit, tenant_id))
         try:
             yield

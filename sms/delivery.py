@@ -21,12 +21,12 @@ import dataclasses
 import datetime as dt
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from sms import deadline, errors, logs
 from sms.carriers import Carrier, Outgoing, Receipt
+from sms.clock import Clock
 from sms.domain import FAILED, SENDING, ActiveSession, Chat, Message, MessageRef, OptOut
 
 # A message no carrier has taken this long after it was stored is failed (SPEC 10.3).
@@ -113,7 +113,7 @@ class Delivery:
         self,
         store: MessageStore,
         carrier: Carrier,
-        clock: Callable[[], dt.datetime],
+        clock: Clock,
         deadline_seconds: float,
         grace_seconds: float,
     ) -> None:
@@ -135,26 +135,28 @@ class Delivery:
         again; only then is it handed over. The sweeper (``sweeping``) leaves a message
         whose carrier cannot be reached for its next round instead of failing it.
         """
-        limit = deadline.current(self._deadline_seconds)
+        budget = deadline.current(self._deadline_seconds)
         if message.settled:
             return outcome_of(message)
         now = self._clock()
         if message.status == SENDING and now < self._free_at(message):
-            found = self._find(tenant_id, message, limit)
+            found = self._find(tenant_id, message, budget)
             if isinstance(found, Receipt):
-                return self._record(tenant_id, message, found, limit)
+                return self._record(tenant_id, message, found, budget)
             return Pending(message, self._retry_after(message))
         was_sending = message.status == SENDING
         # A hand-over of its last sender that was to land at the carrier has landed by now.
         handed_over_by = self._free_at(message)
         try:
-            message = limit.retry(lambda: self._store.save_message(tenant_id, message.claimed(now)))
+            message = budget.retry(
+                lambda: self._store.save_message(tenant_id, message.claimed(now))
+            )
         except errors.LostRace:
             return Taken(message)
         if was_sending:
-            found = self._find(tenant_id, message, limit, until=handed_over_by)
+            found = self._find(tenant_id, message, budget, until=handed_over_by)
             if isinstance(found, Receipt):
-                return self._record(tenant_id, message, found, limit)
+                return self._record(tenant_id, message, found, budget)
             if found is _CANNOT_TELL:
                 return Pending(message, self._retry_after(message))
         if now - message.created_at >= MAX_AGE:
@@ -163,9 +165,9 @@ class Delivery:
 
     def report(self, carrier_id: str, status: str, error_code: str | None) -> str:
         """Apply a carrier's status report; what it did: updated, unchanged or unknown."""
-        limit = deadline.current(self._deadline_seconds)
+        budget = deadline.current(self._deadline_seconds)
         while True:
-            found = limit.retry(lambda: self._store.message_by_carrier_id(carrier_id))
+            found = budget.retry(lambda: self._store.message_by_carrier_id(carrier_id))
             if found is None:
                 return "unknown"
             tenant_id, message = found
@@ -174,18 +176,18 @@ class Delivery:
                 return "unchanged"  # late, repeated, or after a final status
             logs.note(tenant=tenant_id, chat_id=message.chat_id)
             try:
-                limit.retry(functools.partial(self._store.save_message, tenant_id, moved))
+                budget.retry(functools.partial(self._store.save_message, tenant_id, moved))
                 return "updated"
             except errors.LostRace:
-                limit.pause()  # changed meanwhile: read it again
+                budget.pause()  # changed meanwhile: read it again
 
     # -- the steps
 
     def _hand_over(self, tenant_id: str, message: Message, unreachable_fails: bool) -> Outcome:
-        limit = deadline.current(self._deadline_seconds)
+        budget = deadline.current(self._deadline_seconds)
         for _ in range(MAX_ATTEMPTS):
             try:
-                receipt = self._carrier.send(outgoing(message), self._call_timeout(limit))
+                receipt = self._carrier.send(outgoing(message), self._call_timeout(budget))
             except errors.CarrierRefused as refused:
                 return self._fail(tenant_id, message, refused.code, refused.opted_out)
             except errors.CarrierUnreachable as exc:
@@ -194,21 +196,21 @@ class Delivery:
                     return self._fail(tenant_id, message, None, opted_out=False)
                 return Pending(message, self._retry_after(message))
             except errors.CarrierOutcomeUnknown as unknown:
-                found = self._find(tenant_id, message, limit)
+                found = self._find(tenant_id, message, budget)
                 if isinstance(found, Receipt):
-                    return self._record(tenant_id, message, found, limit)
-                enough_time = limit.remaining() > RESERVE_SECONDS + MIN_CARRIER_CALL_SECONDS
+                    return self._record(tenant_id, message, found, budget)
+                enough_time = budget.remaining() > RESERVE_SECONDS + MIN_CARRIER_CALL_SECONDS
                 if unknown.in_flight or found is _CANNOT_TELL or not enough_time:
                     return Pending(message, self._retry_after(message))
                 continue  # the carrier is done with it and does not hold it: again
-            return self._record(tenant_id, message, receipt, limit)
+            return self._record(tenant_id, message, receipt, budget)
         return Pending(message, self._retry_after(message))
 
     def _find(
         self,
         tenant_id: str,
         message: Message,
-        limit: deadline.Deadline,
+        budget: deadline.Deadline,
         until: dt.datetime | None = None,
     ) -> Receipt | object | None:
         """The carrier's record of the message, None if it has none, or _CANNOT_TELL.
@@ -216,23 +218,17 @@ class Delivery:
         A record the carrier matched whose id is another message's is not this one.
         """
         try:
-            candidates = self._carrier.find(outgoing(message, until), self._call_timeout(limit))
+            candidates = self._carrier.find(outgoing(message, until), self._call_timeout(budget))
             for receipt in candidates:
                 owner_of = functools.partial(self._store.carrier_id_owner, receipt.carrier_id)
-                if limit.retry(owner_of) in (None, (tenant_id, message.ref)):
+                if budget.retry(owner_of) in (None, (tenant_id, message.ref)):
                     return receipt
-        except (
-            errors.CarrierOutcomeUnknown,
-            errors.CarrierUnreachable,
-            errors.CarrierRefused,
-            errors.ServiceUnavailable,
-            errors.BackendUnavailable,
-        ):
+        except (errors.Transient, errors.Refused):  # the carrier's, or the store's
             return _CANNOT_TELL
         return None
 
     def _record(
-        self, tenant_id: str, message: Message, receipt: Receipt, limit: deadline.Deadline
+        self, tenant_id: str, message: Message, receipt: Receipt, budget: deadline.Deadline
     ) -> Outcome:
         """Store what the carrier said of a message it took. It went out whatever happens to
         this write: should it fail, the sweeper finds the carrier's record and stores it."""
@@ -242,14 +238,14 @@ class Delivery:
         moved = moved or dataclasses.replace(message, carrier_id=receipt.carrier_id)
         logs.note(carrier_id=receipt.carrier_id, message_status=moved.status)
         try:
-            return Delivered(limit.retry(lambda: self._store.save_message(tenant_id, moved)))
-        except (errors.LostRace, errors.ServiceUnavailable, errors.BackendUnavailable) as exc:
+            return Delivered(budget.retry(lambda: self._store.save_message(tenant_id, moved)))
+        except (errors.LostRace, errors.BackendUnavailable) as exc:
             _not_stored(f"SMS {receipt.carrier_id} went out", exc, tenant_id, message)
             return Delivered(moved)
 
     def _fail(self, tenant_id: str, message: Message, code: str | None, opted_out: bool) -> Outcome:
         """The message failed, its session ends failed and frees the consumer, at once."""
-        limit = deadline.current(self._deadline_seconds)
+        budget = deadline.current(self._deadline_seconds)
         now = self._clock()
         failed = message.moved_to(FAILED, now, error_code=code) or message
         reason = OPT_OUT_REASON if opted_out else UNKNOWN_REASON
@@ -257,7 +253,7 @@ class Delivery:
         logs.note(message_status=FAILED, carrier_error=code)
         try:
             while True:
-                chat, mark = limit.retry(
+                chat, mark = budget.retry(
                     lambda: self._store.chat_and_session(tenant_id, message.chat_id)
                 )
                 ended = None
@@ -270,14 +266,14 @@ class Delivery:
                     write = functools.partial(
                         self._store.fail_message, tenant_id, failed, ended, mark, opt_out
                     )
-                    limit.retry(write)
+                    budget.retry(write)
                     return Failed(failed)
                 except errors.LostRace:
-                    current = limit.retry(lambda: self._store.read_message(tenant_id, message.ref))
+                    current = budget.retry(lambda: self._store.read_message(tenant_id, message.ref))
                     if current is not None and current.version != message.version:
                         return outcome_of(current) if current.settled else Taken(current)
-                    limit.pause()  # the session changed meanwhile: decide again
-        except (errors.ServiceUnavailable, errors.BackendUnavailable) as exc:
+                    budget.pause()  # the session changed meanwhile: decide again
+        except errors.BackendUnavailable as exc:
             _not_stored("the carrier refused an SMS", exc, tenant_id, message)
             return Failed(failed)
 
@@ -292,8 +288,8 @@ class Delivery:
         return max(1, math.ceil(left))
 
     @staticmethod
-    def _call_timeout(limit: deadline.Deadline) -> float:
-        left = limit.remaining() - RESERVE_SECONDS
+    def _call_timeout(budget: deadline.Deadline) -> float:
+        left = budget.remaining() - RESERVE_SECONDS
         return max(MIN_CARRIER_CALL_SECONDS, min(CARRIER_CALL_SECONDS, left))
 
 

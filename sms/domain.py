@@ -316,12 +316,20 @@ class StoredKey:
     fingerprint: str
     holder: str
     status: int | None  # None while the first request is still running
-    body: str | None
     lease_expires_at: dt.datetime
     expires_at: dt.datetime
+    chat: Chat | None = None  # the answer of a 200: the chat document as answered
+    error: str | None = None  # the answer of an error: its {"message"} text
+    body: str | None = None  # an answer recorded as text (by an earlier version)
     # The message whose send decides the answer: the recorded 200 holds once it is sent.
     message: MessageRef | None = None
     version: Version = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None and (
+            self.chat is not None or self.error is not None or self.body is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -330,7 +338,8 @@ class KeyCompletion:
 
     claim: Claim
     status: int
-    body: str
+    chat: Chat | None = None
+    error: str | None = None
     message: MessageRef | None = None
 
 

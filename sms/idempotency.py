@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sms import deadline, errors, render
-from sms.domain import Claim, KeyCompletion, MessageRef, StoredKey
+from sms import deadline, errors
+from sms.clock import Clock
+from sms.domain import Chat, Claim, KeyCompletion, MessageRef, StoredKey
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # 1 to 255 visible ASCII characters
 LIFETIME = dt.timedelta(hours=24)
@@ -45,8 +46,13 @@ class KeyStore(Protocol):
 
 @dataclass(frozen=True)
 class Answer:
+    """What to answer for a key: a chat (200), an error's text, or a text an earlier version
+    recorded as it was sent."""
+
     status: int
-    body: str
+    chat: Chat | None = None
+    error: str | None = None
+    body: str | None = None
     replayed: bool = False
 
 
@@ -79,7 +85,7 @@ class Idempotency:
     def __init__(
         self,
         store: KeyStore,
-        clock: Callable[[], dt.datetime],
+        clock: Clock,
         deadline_seconds: float,
         lease: dt.timedelta,
     ) -> None:
@@ -93,8 +99,8 @@ class Idempotency:
         tenant_id: str,
         key: str,
         digest: str,
-        handle: Callable[[Claim], str],
-        resume: Callable[[MessageRef, str], str],
+        handle: Callable[[Claim], Chat],
+        resume: Callable[[MessageRef, Chat], Chat],
     ) -> Answer:
         """The answer for this key: replayed if recorded, else ``handle``'s, then recorded.
 
@@ -103,36 +109,39 @@ class Idempotency:
         """
         claimed = self._claim(tenant_id, key_id(key), digest)
         if isinstance(claimed, StoredKey):
-            assert claimed.message is not None
-            assert claimed.body is not None
-            try:
-                return Answer(claimed.status or 200, resume(claimed.message, claimed.body), True)
-            except errors.SmsNotSent as error:
-                return Answer(error.status, render.to_json({"message": error.message}), True)
-        if isinstance(claimed, Answer):
-            return claimed
+            return self._replay(claimed, resume)
         try:
-            return Answer(200, handle(claimed))
+            return Answer(200, chat=handle(claimed))
         except (errors.SmsNotSent, errors.SendPending):
             raise  # after the commit: the key is bound to its message already
         except errors.ApiError as error:
             if error.status >= 500:
                 self._release(claimed)
                 raise
-            body = render.to_json({"message": error.message})
             # If this fails, the claim's lease runs out and a retry runs afresh.
             with contextlib.suppress(errors.LostRace, errors.BackendUnavailable):
-                self._store.finish_key(KeyCompletion(claimed, error.status, body))
+                self._store.finish_key(KeyCompletion(claimed, error.status, error=error.message))
             raise
         except BaseException:
             self._release(claimed)
             raise
 
-    def _claim(self, tenant_id: str, kid: str, digest: str) -> Claim | Answer | StoredKey:
-        limit = deadline.current(self._deadline_seconds)
+    @staticmethod
+    def _replay(stored: StoredKey, resume: Callable[[MessageRef, Chat], Chat]) -> Answer:
+        """The recorded answer; a success bound to its message, as that message stands."""
+        status = stored.status or 200
+        if stored.message is not None and stored.chat is not None:
+            try:
+                return Answer(status, chat=resume(stored.message, stored.chat), replayed=True)
+            except errors.SmsNotSent as error:
+                return Answer(error.status, error=error.message, replayed=True)
+        return Answer(status, chat=stored.chat, error=stored.error, body=stored.body, replayed=True)
+
+    def _claim(self, tenant_id: str, kid: str, digest: str) -> Claim | StoredKey:
+        budget = deadline.current(self._deadline_seconds)
         holder = secrets.token_hex(8)
         while True:
-            stored = limit.retry(lambda: self._store.read_key(tenant_id, kid))
+            stored = budget.retry(lambda: self._store.read_key(tenant_id, kid))
             now = self._clock()
             if stored is not None and stored.holder == holder and stored.status is None:
                 # A claim whose answer was lost in transit, but which landed: it is ours.
@@ -140,10 +149,8 @@ class Idempotency:
             if stored is not None and now < stored.expires_at:
                 if stored.fingerprint != digest:
                     raise errors.Unprocessable(errors.IDEMPOTENCY_KEY_REUSED)
-                if stored.status is not None and stored.body is not None:
-                    if stored.message is not None:
-                        return stored
-                    return Answer(stored.status, stored.body, replayed=True)
+                if stored.answered:
+                    return stored
                 if now < stored.lease_expires_at:
                     wait = math.ceil((stored.lease_expires_at - now).total_seconds())
                     raise errors.Conflict(errors.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after=wait)
@@ -153,14 +160,13 @@ class Idempotency:
                 fingerprint=digest,
                 holder=holder,
                 status=None,
-                body=None,
                 lease_expires_at=now + self._lease,
                 expires_at=now + LIFETIME,
             )
             try:
-                return limit.retry(functools.partial(self._store.claim_key, claim, record, stored))
+                return budget.retry(functools.partial(self._store.claim_key, claim, record, stored))
             except errors.LostRace:
-                limit.pause()  # another request claimed it first: look again
+                budget.pause()  # another request claimed it first: look again
 
     def _release(self, claim: Claim) -> None:
         with (

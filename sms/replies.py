@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sms import deadline, errors, logs, tenants
+import phonenumbers
+
+from sms import deadline, errors, logs, phone, tenants
+from sms.clock import Clock
 from sms.domain import (
     INBOUND,
     RECEIVED,
@@ -28,7 +31,7 @@ from sms.domain import (
     StatusChange,
     Tenant,
 )
-from sms.service import SessionOpener, Store, joined, standing
+from sms.sessions import joined, open_session, standing
 
 OPT_OUT_KEYWORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
@@ -36,12 +39,18 @@ OPT_OUT_KEYWORDS = frozenset(
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
 
 
-class ReplyStore(Store, Protocol):
+class ReplyStore(Protocol):
     def reply_route(self, number: str, carrier_id: str) -> tuple[str | None, bool]: ...
 
     def tenant_and_consumer(
         self, tenant_id: str, consumer: str
     ) -> tuple[Tenant | None, ConsumerState]: ...
+
+    def consumer_state(self, tenant_id: str, consumer: str) -> ConsumerState: ...
+
+    def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]: ...
+
+    def commit(self, plan: Plan) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -49,22 +58,43 @@ class Reply:
     """An incoming SMS, as the carrier delivered it."""
 
     carrier_id: str
-    from_number: str  # the consumer, E.164
-    to_number: str  # the tenant's number, E.164
+    from_number: str  # the consumer (E.164 once judged)
+    to_number: str  # the tenant's number (E.164 once judged)
     text: str
 
     @property
     def keyword(self) -> str:
         return self.text.strip().upper()
 
+    def judged(self) -> Reply:
+        """This reply with its numbers in E.164: 404 for a To no tenant can own (it is not a
+        phone number), 400 for a From that is not one."""
+        to_number = phone.judge(self.to_number, phonenumbers.SUPPORTED_REGIONS).e164
+        if to_number is None:
+            raise errors.NotFound()
+        from_number = phone.judge(self.from_number, phonenumbers.SUPPORTED_REGIONS).e164
+        if from_number is None:
+            raise errors.BadRequest(errors.FROM_INVALID)
+        return Reply(self.carrier_id, from_number, to_number, self.text)
 
-class Replies(SessionOpener):
-    _store: ReplyStore
 
-    def receive(self, reply: Reply) -> str:
+class Replies:
+    """Consumers' replies, stored in their sessions (or opening one)."""
+
+    def __init__(self, store: ReplyStore, clock: Clock, deadline_seconds: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._deadline_seconds = deadline_seconds
+
+    def receive(self, incoming: Reply) -> str:
         """Store a reply; what it did: joined, opened, or duplicate (stored already)."""
-        limit = deadline.current(self._deadline_seconds)
-        tenant_id, seen = limit.retry(
+        reply = incoming.judged()
+        logs.note(
+            end_user_number=logs.mask(reply.from_number),
+            outbound_number=logs.mask(reply.to_number),
+        )
+        budget = deadline.current(self._deadline_seconds)
+        tenant_id, seen = budget.retry(
             lambda: self._store.reply_route(reply.to_number, reply.carrier_id)
         )
         if tenant_id is None:
@@ -78,7 +108,7 @@ class Replies(SessionOpener):
         logs.note(tenant=tenant_id, carrier_id=reply.carrier_id)
         if seen:
             return "duplicate"
-        tenant, state = limit.retry(
+        tenant, state = budget.retry(
             lambda: self._store.tenant_and_consumer(tenant_id, reply.from_number)
         )
         if tenant is None:  # the number's index names a tenant that is gone
@@ -86,18 +116,18 @@ class Replies(SessionOpener):
         tenants.report_problems(tenant)
         now = self._clock()
         while True:
-            plan = limit.retry(lambda: self._decide(tenant, reply, state, now))  # noqa: B023
+            plan = budget.retry(lambda: self._decide(tenant, reply, state, now))  # noqa: B023
             try:
                 self._store.commit(plan)
                 return "opened" if plan.new_chat is not None else "joined"
             except (errors.LostRace, errors.BackendUnavailable):
                 # The consumer's session changed first, the same reply was stored by a
                 # concurrent delivery, or this commit's outcome is unknown: look again.
-                limit.pause()
-                _, seen = limit.retry(
+                budget.pause()
+                _, seen = budget.retry(
                     lambda: self._store.reply_route(reply.to_number, reply.carrier_id)
                 )
-                state = limit.retry(
+                state = budget.retry(
                     lambda: self._store.consumer_state(tenant.id, reply.from_number)
                 )
                 if seen:
@@ -113,7 +143,8 @@ class Replies(SessionOpener):
             return _inbound(chat_id, reply, now)
 
         if active is None:
-            plan = self._new_session(
+            plan = open_session(
+                self._store,
                 tenant,
                 reply.from_number,
                 state,

@@ -6,8 +6,8 @@ Deployed, requests reach the function through Google's front end, which holds th
 connections itself. Served anywhere else (the local run, the tests, a host of your own),
 gunicorn faces the clients directly, and functions-framework's gunicorn settings (one worker,
 threads = 4 x CPUs, no timeout) let eight connections that send one byte and wait stop every
-other request for as long as they stay open. This runs functions-framework's own app and
-gunicorn application, with one difference, its worker:
+other request for as long as they stay open. This runs functions-framework's own app with
+the same gunicorn settings, with one difference, its worker:
 
 - a client socket gives up on a read or a write that waits longer than CLIENT_TIMEOUT_SECONDS
   (as if the client had gone), so a stalled client holds a thread for seconds, not forever;
@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import functions_framework
-from functions_framework._http.gunicorn import GunicornApplication
-from gunicorn import util
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
-from sms import logs
+from sms import logs, reach
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TIMEOUT_SECONDS = 3.0
@@ -88,28 +87,22 @@ def _json_error(sock: socket.socket, status: int, reason: str, detail: str) -> N
         httpRequest={"status": status},
         outcome="rejected",
     )
-    util.write_nonblock(sock, head + body)
+    reach.gunicorn_write(sock, head + body)
+
+
+def _patient(client: socket.socket) -> socket.socket:
+    return _PatientSocket(client.family, client.type, client.proto, client.detach())
 
 
 class GuardedWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's threaded worker, as functions-framework runs it, hardened (see above)."""
 
     def init_process(self) -> None:
-        util.write_error = _json_error  # this worker's own error answers
+        reach.gunicorn_answer_errors_with(_json_error)  # this worker's own error answers
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
-        try:
-            client, address = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        patient = _PatientSocket(client.family, client.type, client.proto, client.detach())
-        # gunicorn's own accept, from here on, with the patient socket.
-        self.nr_conns += 1
-        patient.setblocking(True)
-        self.enqueue_req(TConn(self.cfg, patient, address, listener.getsockname()))
+        reach.gunicorn_accept(self, listener, _patient)
 
     wsgi: Any
 
@@ -136,6 +129,34 @@ def _close_when_asked(app: Any) -> Any:
     return wsgi
 
 
+class _Application(BaseApplication):  # type: ignore[misc]
+    """gunicorn serving one WSGI app with functions-framework's settings and this worker.
+
+    The settings are those functions-framework's own gunicorn application uses (one worker,
+    THREADS threads, 4 per CPU by default, no timeout, any request line length).
+    """
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self._app = app
+        self._options = {
+            "bind": f"{host}:{port}",
+            "workers": int(os.environ.get("WORKERS", "1")),
+            "threads": int(os.environ.get("THREADS", str((os.cpu_count() or 1) * 4))),
+            "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
+            "limit_request_line": 0,
+            "timeout": 0,
+            "worker_class": "sms.serving.GuardedWorker",
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._app
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default=os.environ.get("FUNCTION_TARGET", "sms_api"))
@@ -145,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     app = functions_framework.create_app(  # type: ignore[no-untyped-call]
         target=args.target, source=str(ROOT / "main.py")
     )
-    GunicornApplication(  # type: ignore[no-untyped-call]
-        app, args.host, args.port, False, worker_class="sms.serving.GuardedWorker"
-    ).run()
+    _Application(app, args.host, args.port).run()
     return 0
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from sms import deadline, errors, logs
+from sms.clock import Clock
 from sms.delivery import Delivered, Delivery, Failed, MessageStore, Pending, Taken
 from sms.domain import Message, MessageRef
 
@@ -24,7 +24,7 @@ BATCH = 100  # messages read at once
 
 class SweepStore(MessageStore, Protocol):
     def unsettled_messages(
-        self, claimed_before: dt.datetime, limit: int
+        self, claimed_before: dt.datetime, batch_size: int
     ) -> list[tuple[str, Message]]: ...
 
 
@@ -47,7 +47,7 @@ class Sweeper:
         self,
         store: SweepStore,
         delivery: Delivery,
-        clock: Callable[[], dt.datetime],
+        clock: Clock,
         *,
         grace_seconds: float,
         deadline_seconds: float,
@@ -85,7 +85,7 @@ class Sweeper:
             with deadline.bounded(self._deadline_seconds):
                 outcome = self._delivery.settle(tenant_id, message, sweeping=True)
             name, carrier_id = _OUTCOMES[type(outcome)], outcome.message.carrier_id
-        except (errors.ServiceUnavailable, errors.BackendUnavailable) as exc:
+        except errors.BackendUnavailable as exc:
             logs.event("WARNING", f"sweeper: Firestore unavailable: {exc!r}", tenant=tenant_id)
             name, carrier_id = "pending", None
         result = Settled(tenant_id, message.chat_id, message.id, name, carrier_id)

@@ -167,7 +167,8 @@ def count_documents(db: firestore.Client, tenant_id: str) -> int:
 
 @pytest.fixture(scope="session")
 def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The function served by functions-framework as in production, on a loopback port."""
+    """The function as the local run serves it (sms.serving: functions-framework's app and
+    gunicorn settings, with the hardened worker of a self-hosted function), on a loopback port."""
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
     with (
         open(tmp_path_factory.mktemp("server") / "server.log", "wb") as log,

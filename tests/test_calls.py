@@ -20,9 +20,10 @@ import pytest
 from google.cloud import firestore
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
-from sms import errors
+from sms import admission, bootstrap, errors, reach
 from sms.api import Api
 from sms.cache import TtlCache
+from sms.carriers.log import LogCarrier
 from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
 from sms.repository import FirestoreStore
@@ -65,32 +66,35 @@ PAIRED: list[bool] = []  # with a rate limit: per read, whether the count was on
 
 
 def count_calls(client: firestore.Client) -> Counter[str]:
-    """Wrap every gRPC method of the client with a counter; the counts, by method name."""
+    """Wrap every gRPC method of the client with a counter; the counts, by the method's name
+    in Firestore's API (BatchGetDocuments, Commit...)."""
     calls: Counter[str] = Counter()
-    methods = client._firestore_api._transport._wrapped_methods
-    for stub, method in list(methods.items()):
-        name = str(stub._method).rsplit("/", 1)[-1].strip("'")
 
-        def counted(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
-            calls[_name] += 1
-            if _name == "BatchGetDocuments" and PAIRING.is_set():
+    def counting(name: str, method: Any) -> Any:
+        rpc = "".join(part.title() for part in name.split("_"))
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[rpc] += 1
+            if rpc == "BatchGetDocuments" and PAIRING.is_set():
                 # The read waits for the count to start: had the request counted only
                 # after its read, this would wait in vain.
                 PAIRED.append(COUNTING.wait(5))
-            return _method(*args, **kwargs)
+            return method(*args, **kwargs)
 
-        methods[stub] = counted
+        return counted
+
+    reach.wrap_generated_calls(client, counting)
     return calls
 
 
 @pytest.fixture
 def counted(emulator_host: str, db: firestore.Client) -> Counted:
-    settings = Settings(project=PROJECT)
+    settings = Settings(project=PROJECT, config_cache_seconds=5)
     client = firestore.Client(project=PROJECT)
-    store = FirestoreStore.on_client(client, settings)
+    store = FirestoreStore(client, settings)
     calls = count_calls(client)
-    api = Api(store, settings.request_deadline_seconds, config_cache_seconds=5)
-    api._signed_in = frozen_cache()
+    api = Api(bootstrap.build(settings, store=store, carrier=LogCarrier()))
+    api.signed_in = frozen_cache()
     tenant = Tenant(id=f"t{uuid.uuid4().hex[:16]}", agents={1: dict(DEMO_AGENT)})
     tenant.write(db)
     counted = Counted(api, calls, tenant, flask.Flask(__name__))
@@ -202,7 +206,7 @@ def test_opening_a_session_commits_twice(counted: Counted) -> None:
 def test_the_counter_counts_every_call_a_request_makes(counted: Counted) -> None:
     """Without its cache, authentication reads the tenant and its credentials: the counter
     sees those calls, so the counts above are not low for want of counting."""
-    counted.api._signed_in = TtlCache(0)
+    counted.api.signed_in = TtlCache(0)
     unknown = Kind(lambda c: lambda n: c.request("GET", f"/apps/api/v1/chats/{10**9}"), 404, 0)
     calls = counted.per_request(unknown)
 
@@ -213,15 +217,15 @@ def test_the_counter_counts_every_call_a_request_makes(counted: Counted) -> None
 def rate_limited(counted: Counted, db: firestore.Client) -> Iterator[Counted]:
     """The tenant has a rate limit it stays under; every read waits for the count to start."""
     db.document(f"tenants/{counted.tenant.id}").update({"rate_limit_per_second": 1000})
-    counted.api._signed_in = frozen_cache()  # sign in afresh, with the limit
+    counted.api.signed_in = frozen_cache()  # sign in afresh, with the limit
     assert counted.request("POST", SMS_PATH, open_session(999)).status_code == 200
-    count_request = counted.api._counter._count
+    count_request = counted.api.counter.count
 
     def count_while_reading(tenant_id: str) -> int:
         COUNTING.set()
         return count_request(tenant_id)
 
-    counted.api._counter._count = count_while_reading
+    counted.api.counter = admission.Counter(count_while_reading)
     PAIRED.clear()
     PAIRING.set()
     try:

@@ -11,10 +11,10 @@ import pytest
 from google.cloud import firestore
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
+from sms import bootstrap
 from sms.api import Api
 from sms.cache import TtlCache
 from sms.config import Settings
-from sms.repository import FirestoreStore
 
 UNAUTHORIZED = {"message": "Unauthorized"}
 
@@ -93,12 +93,7 @@ def test_a_config_cache_the_spec_does_not_allow_is_refused(raw: str) -> None:
 
 def serve(seconds: float) -> Callable[[Tenant], Any]:
     """The function in-process, keeping what it read for ``seconds``."""
-    settings = Settings(project=PROJECT)
-    api = Api(
-        FirestoreStore.from_settings(settings),
-        settings.request_deadline_seconds,
-        config_cache_seconds=seconds,
-    )
+    api = Api(bootstrap.build(Settings(project=PROJECT, config_cache_seconds=seconds)))
     app = flask.Flask(__name__)
 
     def post(tenant: Tenant) -> Any:

@@ -21,12 +21,13 @@ import requests
 from google.cloud import firestore
 
 from conftest import SEED_BODY, SMS_PATH, Tenant
+from sms import bootstrap
 from sms.api import Api
 from sms.config import Settings
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import serving
-from sms.repository import FirestoreStore, _bound_calls
+from sms.repository import FirestoreStore
 
 PROJECT = "demo-sms-faults"
 ANSWER_WITHIN_SECONDS = 10
@@ -270,9 +271,7 @@ def test_a_key_whose_request_answered_503_is_free_for_its_retry(backend: Backend
                 backend.freeze()
             return super().look_up(*args, **kwargs)
 
-    db = client(backend)
-    _bound_calls(db, settings.rpc_timeout_seconds)
-    api = Api(OutageAfterClaim(db, settings), settings.request_deadline_seconds)
+    api = Api(bootstrap.build(settings, store=OutageAfterClaim(client(backend), settings)))
     app = flask.Flask(__name__)
     headers = {**tenant.headers, "Idempotency-Key": "order-42"}
 

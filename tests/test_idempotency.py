@@ -18,13 +18,12 @@ import requests
 from google.cloud import firestore
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH
-from sms import credentials, idempotency
+from sms import bootstrap, credentials, idempotency, render
 from sms.carriers.log import LogCarrier
+from sms.clock import utc_now
 from sms.config import Settings
-from sms.delivery import Delivery
-from sms.domain import Claim, MessageRef
-from sms.repository import FirestoreStore
-from sms.service import OutboundSms, utc_now
+from sms.domain import Chat, Claim, MessageRef
+from sms.repository import FirestoreStore, documents
 
 REPLAYED = "Idempotent-Replayed"
 INVALID = {"message": "Idempotency-Key is invalid"}
@@ -192,19 +191,19 @@ def test_a_recorded_error_answers_422_for_a_different_body_under_its_key(post):
 
 def test_a_key_whose_first_request_is_running_answers_409(post, db, tenant):
     store = FirestoreStore(firestore.Client(project=PROJECT), Settings())
+    app = bootstrap.build(Settings(project=PROJECT), store=store, carrier=LogCarrier())
     keys = idempotency.Idempotency(
         store, clock=utc_now, deadline_seconds=8, lease=dt.timedelta(seconds=60)
     )
     running, release = threading.Event(), threading.Event()
     domain_tenant = store.authenticate(tenant.id, credentials.hash_token(tenant.token))
 
-    def handle(claim: Claim) -> str:
+    def handle(claim: Claim) -> Chat:
         running.set()
         assert release.wait(30)
-        delivery = Delivery(store, LogCarrier(), utc_now, deadline_seconds=8, grace_seconds=60)
-        return OutboundSms(store, delivery).send(domain_tenant, dict(SEED_BODY), claim)
+        return app.outbound.send(domain_tenant, dict(SEED_BODY), claim)
 
-    def resume(message: MessageRef, answer: str) -> str:
+    def resume(message: MessageRef, answer: Chat) -> Chat:
         raise AssertionError("nothing was recorded to resume")
 
     with ThreadPoolExecutor(1) as pool:
@@ -223,7 +222,11 @@ def test_a_key_whose_first_request_is_running_answers_409(post, db, tenant):
 
     assert (answer.status, answer.replayed) == (200, False)
     replay = post()
-    assert (replay.status_code, replay.get_data(as_text=True)) == (200, answer.body)
+    assert answer.chat is not None
+    assert (replay.status_code, replay.get_data(as_text=True)) == (
+        200,
+        render.to_json(render.chat_document(answer.chat)),
+    )
     assert replay.headers.get(REPLAYED) == "true"
     assert chats_and_messages(db, tenant.id) == (1, 1)
 
@@ -296,7 +299,9 @@ def test_the_record_expires_24_hours_after_it_was_written(post, db, tenant):
     slack = dt.timedelta(seconds=1)
     day = dt.timedelta(hours=24)
     assert before + day - slack <= record["expires_at"] <= after + day + slack
-    assert (record["status"], record["body"]) == (200, first.get_data(as_text=True))
+    assert record["status"] == 200
+    recorded = render.to_json(render.chat_document(documents.chat_from(record["chat"])))
+    assert recorded == first.get_data(as_text=True)
 
 
 # ---- a retry storm against the served function ------------------------------------------

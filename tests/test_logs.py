@@ -11,7 +11,9 @@ import phonenumbers
 import pytest
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant, basic
+from sms import bootstrap
 from sms.api import Api
+from sms.config import Settings
 from sms.logs import mask, trace_fields
 
 
@@ -158,7 +160,8 @@ class _BrokenStore:
 def test_an_unexpected_exception_is_logged_with_its_traceback_and_answered_without_internals(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    api = Api(_BrokenStore(), deadline_seconds=2, project=PROJECT)  # type: ignore[arg-type]
+    settings = Settings(project=PROJECT, request_deadline_seconds=2)
+    api = Api(bootstrap.build(settings, store=_BrokenStore()))
     app = flask.Flask(__name__)
     with app.test_request_context(SMS_PATH, method="POST", json={}, headers=basic("acme", "t")):
         answer = api.handle(flask.request)

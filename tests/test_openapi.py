@@ -659,6 +659,8 @@ def _raised_texts() -> set[str]:
                 and isinstance(node.func, ast.Attribute)
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "errors"
+                and isinstance(getattr(errors, node.func.attr, None), type)
+                and issubclass(getattr(errors, node.func.attr), errors.ApiError)
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)

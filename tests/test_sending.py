@@ -28,15 +28,15 @@ from google.cloud import firestore
 from twilio_standin import Drop, Hold, Refuse, ServerError, TwilioStandIn, sign
 
 from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, SWEEP_AFTER_SECONDS, Tenant, twilio_env
+from sms import bootstrap
 from sms.api import Api
 from sms.carriers import Outgoing
 from sms.carriers.twilio import TwilioCarrier
+from sms.clock import utc_now
 from sms.config import Settings
 from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import running, serving
-from sms.repository import FirestoreStore
-from sms.service import utc_now
 
 NOT_SENT = {"message": "SMS could not be sent"}
 OPTED_OUT = {"message": "end_user_number has opted out"}
@@ -369,11 +369,8 @@ def test_unreachable_twilio_answers_502_and_fails_the_session(
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = Settings(project=PROJECT)
-    api = Api(
-        FirestoreStore.from_settings(settings),
-        settings.request_deadline_seconds,
-        carrier=TwilioCarrier("AC" + "0" * 32, "token", api_base_url=closed),
-    )
+    carrier = TwilioCarrier("AC" + "0" * 32, "token", api_base_url=closed)
+    api = Api(bootstrap.build(settings, carrier=carrier))
     body = {**SEED_BODY, "end_user_number": consumer()}
     with flask.Flask(__name__).test_request_context(
         SMS_PATH, method="POST", json=body, headers=tenant.headers
@@ -691,18 +688,19 @@ def test_the_sweeper_target_sweeps_on_post_and_refuses_other_methods(
     )
 
 
-def test_a_carrier_the_function_cannot_use_answers_500_and_logs_why(
-    standin: TwilioStandIn, tenant: Tenant, tmp_path: Path
+def test_a_carrier_the_function_cannot_use_stops_it_at_start_naming_why(
+    standin: TwilioStandIn, tmp_path: Path
 ) -> None:
     port = free_port()
     env = {**twilio_env(standin, port), "TWILIO_ACCOUNT_SID": ""}
-    with open(tmp_path / "server.log", "wb") as log, serving(port, env, log) as url:
-        answer = post(url, tenant, consumer())
+    with open(tmp_path / "server.log", "wb") as log, pytest.raises(RuntimeError, match="exited"):
+        serving(port, env, log).__enter__()
 
-    assert (answer.status_code, answer.json()) == (500, {"message": "Internal Server Error"})
+    output = (tmp_path / "server.log").read_text()
+    assert "the function cannot start: SMS_CARRIER=twilio needs TWILIO_ACCOUNT_SID" in output
     errors = [
         json.loads(line)
-        for line in (tmp_path / "server.log").read_text().splitlines()
+        for line in output.splitlines()
         if line.startswith("{") and '"ERROR"' in line
     ]
     assert any("TWILIO_ACCOUNT_SID" in line["message"] for line in errors)

@@ -49,14 +49,19 @@ _PAGE_SIZE = 50
 _MAX_RECORDS = 200  # what the day's list is read for, at most: four pages
 
 
+TWILIO_API = "https://api.twilio.com"
+
+
 @functools.cache
 def _timed_http_client() -> type[Any]:
-    """Twilio's HTTP client, with a timeout set per call (its resource methods take none)."""
+    """Twilio's HTTP client, with a timeout set per call (its resource methods take none), and
+    its requests to Twilio's API sent to another base where one is configured (a stand-in)."""
     from twilio.http.http_client import TwilioHttpClient  # noqa: PLC0415 see the module's doc
 
     class TimedHttpClient(TwilioHttpClient):  # type: ignore[misc]
-        def __init__(self) -> None:
+        def __init__(self, api_base_url: str) -> None:
             super().__init__(timeout=10.0)
+            self._base = api_base_url.rstrip("/")
             self._call_timeout: contextvars.ContextVar[float] = contextvars.ContextVar(
                 "twilio_timeout", default=10.0
             )
@@ -71,6 +76,8 @@ def _timed_http_client() -> type[Any]:
 
         def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             kwargs["timeout"] = self._call_timeout.get()
+            if url.startswith(TWILIO_API + "/"):
+                url = self._base + url[len(TWILIO_API) :]
             return super().request(method, url, *args, **kwargs)
 
     return TimedHttpClient
@@ -83,17 +90,16 @@ class TwilioCarrier:
         self,
         account_sid: str,
         auth_token: str,
-        api_base_url: str = "https://api.twilio.com",
+        api_base_url: str = TWILIO_API,
         status_callback: str | None = None,
         messaging_service_sid: str | None = None,
     ) -> None:
         from twilio.rest import Client  # noqa: PLC0415 see the module's doc
 
-        self._http = _timed_http_client()()
-        self._client = Client(account_sid, auth_token, http_client=self._http)
         # Every request of the Messages resource, and the next pages of a list, are made
         # against this base: Twilio's own, or a stand-in for it.
-        self._client.api.base_url = api_base_url.rstrip("/")
+        self._http = _timed_http_client()(api_base_url)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
         self._status_callback = status_callback
         self._messaging_service_sid = messaging_service_sid
 

@@ -1,0 +1,97 @@
+"""The composition root: the one place that builds the app from its settings.
+
+Every entry point (the targets of main.py, the admin command line) gets what it needs from an
+``App`` built here: the store, the carrier, the clock and the use cases on them. A test
+builds through the same function, handing in a clock, a carrier or a store of its own,
+instead of patching attributes afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from sms import carriers, idempotency
+from sms.carriers import Carrier
+from sms.carriers.twilio import TwilioWebhooks
+from sms.chats import ChatSessions
+from sms.clock import Clock, utc_now
+from sms.config import Settings
+from sms.delivery import Delivery
+from sms.idempotency import Idempotency
+from sms.outbound import OutboundSms
+from sms.replies import Replies
+from sms.sweeper import Sweeper
+
+
+@dataclass(frozen=True)
+class App:
+    """Everything the entry points work with, built once per process (or per test)."""
+
+    settings: Settings
+    clock: Clock
+    store: Any  # the store each use case is handed; its protocols say what they need of it
+    carrier: Carrier
+    twilio_webhooks: TwilioWebhooks
+    delivery: Delivery
+    outbound: OutboundSms
+    chats: ChatSessions
+    replies: Replies
+    keys: Idempotency
+    sweeper: Sweeper
+
+
+def build(
+    settings: Settings,
+    *,
+    store: Any = None,
+    carrier: Carrier | None = None,
+    clock: Clock = utc_now,
+) -> App:
+    """The app the settings describe; ``store``, ``carrier`` and ``clock`` replace the ones
+    it would make."""
+    if store is None:
+        from sms.repository import FirestoreStore  # noqa: PLC0415 Firestore's client, when used
+
+        store = FirestoreStore.from_settings(settings)
+    carrier = carrier if carrier is not None else carriers.from_settings(settings)
+    deadline_seconds = settings.request_deadline_seconds
+    delivery = Delivery(
+        store,
+        carrier,
+        clock,
+        deadline_seconds=deadline_seconds,
+        grace_seconds=settings.sweep_after_seconds,
+    )
+    # A request writes nothing after its deadline (but for giving a claim up), so a claim
+    # older than this belongs to one that died. Late writes could not harm anyway: they are
+    # made on the condition that the claim is still the one read.
+    lease = dt.timedelta(seconds=deadline_seconds + idempotency.RELEASE_SECONDS)
+    return App(
+        settings=settings,
+        clock=clock,
+        store=store,
+        carrier=carrier,
+        twilio_webhooks=TwilioWebhooks.from_settings(settings),
+        delivery=delivery,
+        outbound=OutboundSms(store, delivery, clock, deadline_seconds, lease),
+        chats=ChatSessions(store, clock, deadline_seconds),
+        replies=Replies(store, clock, deadline_seconds),
+        keys=Idempotency(store, clock, deadline_seconds, lease),
+        sweeper=Sweeper(
+            store,
+            delivery,
+            clock,
+            grace_seconds=settings.sweep_after_seconds,
+            deadline_seconds=deadline_seconds,
+        ),
+    )
+
+
+@functools.cache
+def app() -> App:
+    """The process's app, from its environment, built on first use: importing needs no
+    credentials, and one instance serves every request."""
+    return build(Settings.from_env())
