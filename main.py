@@ -12,6 +12,9 @@ from sms import bootstrap, web
 from sms.api import Api
 from sms.jobs import Jobs
 
+# A setting the function cannot serve with stops it here, before it serves anything.
+bootstrap.settings_or_exit()
+
 
 @functools.cache
 def _api() -> Api:

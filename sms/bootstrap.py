@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sms import carriers, idempotency
+from sms import carriers, idempotency, logs
 from sms.carriers import Carrier
 from sms.carriers.twilio import TwilioWebhooks
 from sms.chats import ChatSessions
@@ -88,6 +88,29 @@ def build(
             deadline_seconds=deadline_seconds,
         ),
     )
+
+
+def check(settings: Settings) -> None:
+    """Refuse, naming the setting, what the function could not serve with (SPEC 8): it must
+    stop at start rather than answer every request with a 500."""
+    if not settings.project:
+        raise ValueError(
+            "GOOGLE_CLOUD_PROJECT is not set: it names the project whose Firestore the "
+            "function uses (locally, the one its emulator data belongs to)"
+        )
+    carriers.check(settings)
+
+
+def settings_or_exit() -> Settings:
+    """The process's settings, checked; a setting the function cannot use stops the process,
+    with a message that names it (on stderr, and as an ERROR line of the log)."""
+    try:
+        settings = Settings.from_env()
+        check(settings)
+    except ValueError as exc:
+        logs.event("ERROR", f"the function cannot start: {exc}")
+        raise SystemExit(f"the function cannot start: {exc}") from None
+    return settings
 
 
 @functools.cache

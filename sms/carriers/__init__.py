@@ -51,6 +51,14 @@ class Carrier(Protocol):
     def find(self, sms: Outgoing, timeout: float) -> list[Receipt]: ...
 
 
+def check(settings: Settings) -> None:
+    """Refuse carrier settings no carrier can be made from (ValueError naming the setting)."""
+    if settings.carrier == "twilio" and not (
+        settings.twilio_account_sid and settings.twilio_auth_token
+    ):
+        raise ValueError("SMS_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+
+
 def from_settings(settings: Settings) -> Carrier:
     """The carrier SMS_CARRIER names, configured from the environment (SPEC section 8)."""
     if settings.carrier == "twilio":
