@@ -32,11 +32,13 @@ _TEMPLATE = re.compile(r"https?://\S+")
 class _Judge:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
+        self.refusals: dict[str, str] = {}  # field: why its value cannot be used
         self.problems: list[str] = []
 
     def refuse(self, name: str, why: str, default: Any) -> Any:
         shown = repr(self.data.get(name))
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        self.refusals[name] = why
         self.problems.append(f"{name}={shown} {why}; using {default!r}")
         return default
 
@@ -60,10 +62,22 @@ class _Judge:
 
 def judge(tenant_id: str, data: dict[str, Any]) -> Tenant:
     """The tenant its document describes, every field judged."""
+    return _judged(tenant_id, _Judge(data))
+
+
+def refusals(data: dict[str, Any]) -> dict[str, str]:
+    """The fields of a tenant document the function could not use, and why: what the admin
+    command line refuses to write."""
     judge = _Judge(data)
+    _judged("", judge)
+    return judge.refusals
+
+
+def _judged(tenant_id: str, judge: _Judge) -> Tenant:
+    data = judge.data
     lang = data.get("lang", DEFAULT_LANG)
     if not isinstance(lang, str) or not _LANG.fullmatch(lang):
-        lang = judge.refuse("lang", "is not a language tag", DEFAULT_LANG)
+        lang = judge.refuse("lang", "is not a language tag (such as en or pt-BR)", DEFAULT_LANG)
     regions = data.get("allowed_regions", list(DEFAULT_ALLOWED_REGIONS))
     known = (
         isinstance(regions, list)
@@ -71,14 +85,16 @@ def judge(tenant_id: str, data: dict[str, Any]) -> Tenant:
         and all(isinstance(r, str) and r.upper() in phonenumbers.SUPPORTED_REGIONS for r in regions)
     )
     if not known:
-        regions = judge.refuse("allowed_regions", "is not a list of region codes", ["US"])
+        why = "is not a list of ISO region codes (such as US,CA)"
+        regions = judge.refuse("allowed_regions", why, ["US"])
     template = data.get("ticket_url_template")
     if template is not None and not (
         isinstance(template, str)
         and len(template) <= MAX_TEMPLATE_CHARS
         and _TEMPLATE.fullmatch(template)
     ):
-        template = judge.refuse("ticket_url_template", "is not an http(s) URL template", None)
+        why = f"is not an http(s) URL template of at most {MAX_TEMPLATE_CHARS} characters"
+        template = judge.refuse("ticket_url_template", why, None)
     return Tenant(
         id=tenant_id,
         sms_enabled=judge.flag("sms_enabled"),

@@ -19,7 +19,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import phonenumbers
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
@@ -37,10 +36,8 @@ from sms.domain import (
 EXIT_INVALID = 2  # bad input (argparse uses 2 as well)
 EXIT_STATE = 1  # the store is not as the command needs (missing, exists, unreachable)
 
-_LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://\S+")
-_MAX_TIMEOUT_SECONDS = tenants.MAX_SESSION_TIMEOUT_SECONDS
 DEFAULT_RATE_LIMIT = 10  # the platform's documented limit (SPEC 10.6)
 
 
@@ -57,39 +54,21 @@ def subdomain(value: str) -> str:
     return value
 
 
-def positive_int(what: str, value: str, maximum: int | None = None) -> int:
+def positive_int(what: str, value: str) -> int:
     if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) <= 0:
         raise Invalid(f"{what} must be a positive whole number, got {value!r}")
-    if maximum is not None and int(value) > maximum:
-        raise Invalid(f"{what} must be at most {maximum}, got {value}")
     return int(value)
 
 
-def whole_number(what: str, value: str, maximum: int) -> int:
-    """0 or more (0: none)."""
-    if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) > maximum:
-        raise Invalid(f"{what} must be a whole number from 0 to {maximum}, got {value!r}")
+def whole_number(what: str, value: str) -> int:
+    """A number as typed: digits only (what it may be is the tenant rules' to say)."""
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise Invalid(f"{what} must be a whole number, got {value!r}")
     return int(value)
 
 
 def regions(value: str) -> list[str]:
-    names = [name.strip().upper() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in phonenumbers.SUPPORTED_REGIONS]
-    if not names or unknown:
-        raise Invalid(f"allowed regions must be ISO region codes such as US,CA; not {value!r}")
-    return names
-
-
-def ticket_url_template(value: str) -> str:
-    if not _URL.fullmatch(value) or "{ticket_id}" not in value:
-        raise Invalid(f"ticket URL template must be an http(s) URL with {{ticket_id}}: {value!r}")
-    return value
-
-
-def lang(value: str) -> str:
-    if not _LANG.fullmatch(value):
-        raise Invalid(f"{value!r} is not a language tag such as en or pt-BR")
-    return value
+    return [name.strip().upper() for name in value.split(",") if name.strip()]
 
 
 def email(value: str) -> str:
@@ -128,26 +107,35 @@ def _allowed_regions(tenant: dict[str, Any]) -> list[str]:
 
 
 def _tenant_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The tenant fields the command line names, checked."""
+    """The tenant fields the command line names, judged by the rules the function reads them
+    with (sms.tenants): what the function could not use is refused here, not written."""
     fields: dict[str, Any] = {}
     if args.sms_enabled is not None:
         fields["sms_enabled"] = args.sms_enabled
     if args.outbound_sms_enabled is not None:
         fields["outbound_sms_enabled"] = args.outbound_sms_enabled
     if args.lang is not None:
-        fields["lang"] = lang(args.lang)
+        fields["lang"] = args.lang
     if args.session_timeout_seconds is not None:
         fields["session_timeout_seconds"] = positive_int(
-            "session timeout", args.session_timeout_seconds, _MAX_TIMEOUT_SECONDS
+            "session timeout", args.session_timeout_seconds
         )
     if args.allowed_regions is not None:
         fields["allowed_regions"] = regions(args.allowed_regions)
     if args.ticket_url_template is not None:
-        fields["ticket_url_template"] = ticket_url_template(args.ticket_url_template)
+        fields["ticket_url_template"] = args.ticket_url_template
+        if "{ticket_id}" not in args.ticket_url_template:  # a link that names no ticket
+            raise Invalid(
+                f"--ticket-url-template must contain {{ticket_id}}: {args.ticket_url_template!r}"
+            )
     if args.rate_limit_per_second is not None:
         fields["rate_limit_per_second"] = whole_number(
-            "rate limit", args.rate_limit_per_second, tenants.MAX_RATE_LIMIT
+            "--rate-limit-per-second", args.rate_limit_per_second
         )
+    for name, why in tenants.refusals(fields).items():
+        shown = repr(fields[name])
+        shown = shown if len(shown) <= 80 else f"{shown[:77]}... ({len(str(fields[name]))} chars)"
+        raise Invalid(f"--{name.replace('_', '-')} {shown} {why}")
     return fields
 
 
@@ -473,15 +461,14 @@ def _sweep_settings(args: argparse.Namespace) -> None:
 
 def sweep(store: ConfigStore, args: argparse.Namespace) -> Any:
     """Settle the messages senders left unsettled, as the sms_sweeper target does."""
-    from sms import api, carriers  # noqa: PLC0415 only this command sends
+    from sms import bootstrap, jobs  # noqa: PLC0415 only this command sends
     from sms.repository import FirestoreStore  # noqa: PLC0415
 
     config: Settings = args.settings
-    store_ = FirestoreStore.on_client(store.client, config)
-    sweeper = api.build_sweeper(config, store_, carriers.from_settings(config))
+    app = bootstrap.build(config, store=FirestoreStore(store.client, config))
     with contextlib.redirect_stdout(sys.stderr):  # its log lines; the report goes to stdout
-        settled = sweeper.sweep()
-    return api.sweep_report(settled)
+        settled = app.sweeper.sweep()
+    return jobs.sweep_report(settled)
 
 
 # ---- the parser ---------------------------------------------------------------------------
