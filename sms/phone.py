@@ -72,11 +72,3 @@ def _read(text: str) -> _Reading | None:
     valid = phonenumbers.is_valid_number(number) and not number.extension
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return _Reading(number.country_code, region_of(number), e164 if valid else None)
-
-
-def normalise(value: str, allowed_regions: Collection[str] = (DEFAULT_REGION,)) -> str:
-    """E.164 form of a number that must be good; raises ValueError naming the verdict."""
-    judgement = judge(value, allowed_regions)
-    if judgement.e164 is None:
-        raise ValueError(f"{value!r} is {judgement.verdict.value}")
-    return judgement.e164

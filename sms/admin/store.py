@@ -74,12 +74,6 @@ class ConfigStore:
 
     # -- numbers: the tenant's outbound_numbers entry and the index numbers/{E.164}, together
 
-    def index_owner(self, e164: str) -> str | None:
-        """The tenant numbers/{E.164} names, if any."""
-        snap = self._index(e164).get()
-        owner = (snap.to_dict() or {}).get("tenant") if snap.exists else None
-        return owner if isinstance(owner, str) else None
-
     def add_number(self, tenant_id: str, e164: str, data: dict[str, Any]) -> None:
         """The tenant's outbound_numbers entry and its index, in one transaction: refused if
         the entry exists or another tenant holds the number."""
