@@ -204,6 +204,20 @@ def test_credentials_are_disabled_enabled_and_rotated(
         (["tenants", "create", "{t}", "--allowed-regions", "USA"], "ISO region codes"),
         (["tenants", "create", "{t}", "--ticket-url-template", "crm/{ticket_id}"], "http(s) URL"),
         (["tenants", "create", "{t}", "--ticket-url-template", "https://crm/t/"], "{ticket_id}"),
+        # What the function would refuse to use (sms.tenants), the command line refuses too.
+        (["tenants", "create", "{t}", "--lang", "en-a-b-c-d-e"], "is not a language tag"),
+        (
+            [
+                "tenants",
+                "create",
+                "{t}",
+                "--ticket-url-template",
+                "https://crm.example.com/t/{ticket_id}?" + "x" * 3000,
+            ],
+            "at most 2048 characters",
+        ),
+        (["tenants", "create", "{t}", "--session-timeout-seconds", "31536001"], "from 1 to"),
+        (["tenants", "create", "{t}", "--rate-limit-per-second", "1000001"], "from 0 to"),
         (["tenants", "update", "{known}"], "nothing to update"),
         (["tenants", "update", "{known}", "--allowed-regions", "CA"], "outside the tenant's"),
         (["numbers", "add", "{known}", "12345"], "not a valid phone number"),
