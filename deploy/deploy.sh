@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Deploy the Outbound SMS API to a Google Cloud project: the APIs it needs, a Firestore
-# database in Native mode, the indexes and TTL policies of firestore.indexes.json, three
-# service accounts with the few roles each needs, the two 2nd-gen Cloud Functions (the API
-# and its sweeper) and the Cloud Scheduler job that calls the sweeper every minute.
-# Safe to run again: whatever already exists is kept, the functions are redeployed and the
-# job is updated. `deploy/deploy.sh --help` explains the settings; `--dry-run` prints what it
-# would run.
+# database in Native mode, the indexes and TTL policies of firestore.indexes.json, five
+# service accounts with the few roles each needs, the Pub/Sub topics that carry events, the
+# three 2nd-gen Cloud Functions (the API, its sweeper, and the events function that delivers
+# webhooks), the schedule of those deliveries, and the Cloud Scheduler job that calls the
+# sweeper every minute. Safe to run again: whatever already exists is kept, the functions
+# are redeployed, and the subscriptions and the job are updated. `deploy/deploy.sh --help`
+# explains the settings; `--dry-run` prints what it would run.
 #
 # Uses no bash 4 feature, so that macOS's bash 3.2 can run it too. Sourcing the file defines
 # its functions without running anything (the tests use this to exercise the helpers).
@@ -23,34 +24,53 @@ Deploys the Outbound SMS API to a Google Cloud project with gcloud, as the accou
 `gcloud auth login` signed in. In order, it:
 
   1. enables the APIs it needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry,
-     Firestore, Cloud Logging, IAM, Cloud Scheduler; Secret Manager too when SECRETS or
-     TWILIO_AUTH_TOKEN_SECRET is set);
+     Firestore, Cloud Logging, IAM, Cloud Scheduler, Pub/Sub, Eventarc; Secret Manager too
+     when SECRETS or TWILIO_AUTH_TOKEN_SECRET is set);
   2. creates the Firestore database (Native mode) unless it exists;
   3. applies firestore.indexes.json: creates each composite index of "indexes", and for each
      entry of "fieldOverrides" enables its TTL policy ("ttl": true) and sets its single-field
-     indexes ("indexes": [] exempts the field from indexing);
-  4. creates three service accounts unless they exist: the API function's, the sweeper
-     function's, and the one Cloud Scheduler calls the sweeper as;
-  5. grants the API's and the sweeper's accounts roles/datastore.user (read and write
-     Firestore: nothing more) with an IAM condition that limits it to the database
-     FIRESTORE_DATABASE (resource.name == "projects/PROJECT/databases/FIRESTORE_DATABASE"),
-     then removes an unconditional roles/datastore.user binding of theirs that an older
-     deployment left, which would reach every database of the project; and grants them
-     roles/secretmanager.secretAccessor on each secret they are given (SECRETS: the API
-     only; TWILIO_AUTH_TOKEN_SECRET: both);
-  6. deploys the API function (2nd gen, HTTP trigger, entry point sms_api, public) and the
-     sweeper function (entry point sms_sweeper, no public access, one instance at most),
-     both from the repository root: .gcloudignore keeps the upload to main.py,
-     requirements.txt and sms/ without its devtools/ and admin/;
-  7. lets the scheduler's account, and it alone, invoke the sweeper;
-  8. creates the Cloud Scheduler job that POSTs to the sweeper on SWEEP_SCHEDULE with an
+     indexes ("indexes": [] exempts the field from indexing). Today: the sweeper's queries
+     (messages to settle, held messages now due, sessions idle past their timeout, events
+     not yet dispatched), GET /apps/api/v1/chats (newest first, by status and/or number)
+     and GET /apps/api/v1/events (by type); TTL policies on idempotency_keys,
+     request_counts, events (30 days), deliveries and webhook_attempts; deploy/README.md
+     lists each index and the query it serves;
+  4. creates five service accounts unless they exist: the API function's, the sweeper
+     function's, the one Cloud Scheduler calls the sweeper as, the events function's, and
+     the one Eventarc and Pub/Sub call the events function as;
+  5. creates the Pub/Sub topic SMS_EVENTS_TOPIC, which carries events to the events
+     function, and its dead-letter topic SMS_EVENTS_TOPIC-dead-letter, unless they exist;
+  6. grants the three functions' accounts roles/datastore.user (read and write Firestore:
+     nothing more) with an IAM condition that limits it to the database FIRESTORE_DATABASE
+     (resource.name == "projects/PROJECT/databases/FIRESTORE_DATABASE"), then removes an
+     unconditional roles/datastore.user binding of theirs that an older deployment left,
+     which would reach every database of the project; grants the API's and the sweeper's
+     accounts roles/secretmanager.secretAccessor on each secret they are given (SECRETS: the
+     API only; TWILIO_AUTH_TOKEN_SECRET: both), and roles/pubsub.publisher on the topic
+     SMS_EVENTS_TOPIC (on the topic, not on the project);
+  7. deploys the API function (2nd gen, HTTP trigger, entry point sms_api, public), the
+     sweeper function (entry point sms_sweeper, no public access, one instance at most) and
+     the events function (entry point sms_events, no public access, fed by SMS_EVENTS_TOPIC
+     through an Eventarc trigger, failed deliveries retried), all from the repository root:
+     .gcloudignore keeps the upload to main.py, requirements.txt and sms/ without its
+     devtools/ and admin/;
+  8. lets the scheduler's account, and it alone, invoke the sweeper, and the trigger's
+     account, and it alone, invoke the events function;
+  9. sets the schedule of webhook deliveries on the Pub/Sub subscription of the events
+     function's trigger: retries from 10s to 600s apart, messages kept 3 days, and after 100
+     attempts (about 16 hours) the message goes to the dead-letter topic, whose own push
+     subscription SMS_EVENTS_TOPIC-dead-letter-retry (created, or updated when it exists)
+     brings it back to the events function on the same schedule, until the function gives
+     an endpoint up at 3 days; Pub/Sub's service agent may publish to the dead-letter topic
+     and acknowledge on the trigger's subscription, which dead-lettering needs;
+ 10. creates the Cloud Scheduler job that POSTs to the sweeper on SWEEP_SCHEDULE with an
      OIDC token of that account, or updates it when it exists;
-  9. prints the function's URL, the endpoint URL (<url>/apps/api/v1/sms) and, with Twilio,
-     the webhook URLs to give Twilio.
+ 11. prints the function's URL, the endpoint URL (<url>/apps/api/v1/sms), the sweeper's and
+     the events function's URLs and, with Twilio, the webhook URLs to give Twilio.
 
-Running it again keeps what exists, redeploys both functions with the current code and
+Running it again keeps what exists, redeploys the three functions with the current code and
 settings (env vars are replaced as a whole, and so are a function's secrets when it has any
-to set), and updates the job.
+to set), and updates the subscriptions and the job.
 
 Options:
   --dry-run   print every gcloud command, one per line prefixed with "+ ", and run none
@@ -72,14 +92,15 @@ Settings, all from the environment (default in brackets):
                                  us-central1; cannot change afterwards [REGION]
   FIRESTORE_INDEXES_FILE         the index declarations [<repo>/firestore.indexes.json]
   RUNTIME                        Cloud Functions runtime [python312]
-  MEMORY                         memory of an instance (both functions) [512Mi]
-  CPU                            vCPUs of an instance (both functions); at least 1 when
+  MEMORY                         memory of an instance (every function) [512Mi]
+  CPU                            vCPUs of an instance (every function); at least 1 when
                                  CONCURRENCY > 1 [1]
   TIMEOUT                        longest an API request may run [60s]
   MIN_INSTANCES                  API instances kept warm [0]
   MAX_INSTANCES                  most API instances at once [100]
-  CONCURRENCY                    requests one API instance serves at once; also sets the
-                                 instance's THREADS, as Google recommends for Python [8]
+  CONCURRENCY                    requests one API or events instance serves at once; also
+                                 sets the instance's THREADS, as Google recommends for
+                                 Python [8]
   SMS_REQUEST_DEADLINE_SECONDS   the function's request deadline on Firestore [8]
   SMS_FIRESTORE_TIMEOUT_SECONDS  the longest one Firestore call may take [5]
   SMS_ID_BLOCK_SIZE              ids an instance reserves at once [50]
@@ -88,7 +109,7 @@ Settings, all from the environment (default in brackets):
   BUILD_SERVICE_ACCOUNT          optional service account email for Cloud Build to build
                                  the functions with, instead of the project's default [none]
 
- The carrier (both functions get the same settings):
+ The carrier (the API and the sweeper get the same settings):
   SMS_CARRIER                    log (messages are only logged) or twilio [log]
   TWILIO_ACCOUNT_SID             the Twilio account SID (AC...); required with twilio [none]
   TWILIO_AUTH_TOKEN_SECRET       the Secret Manager secret holding the Twilio auth token,
@@ -103,7 +124,7 @@ Settings, all from the environment (default in brackets):
                                  <url>/apps/api/v1/sms/status and <url>/apps/api/v1/sms/inbound
                                  [https://REGION-PROJECT.cloudfunctions.net/FUNCTION_NAME]
   SMS_SWEEP_AFTER_SECONDS        how old a queued or sending message must be before the
-                                 sweeper settles it; 0 or more [60]
+                                 sweeper settles it; 15 or more [60]
 
  The sweeper and its schedule:
   SWEEPER_FUNCTION_NAME          name of the sweeper function [sms-sweeper]
@@ -117,6 +138,19 @@ Settings, all from the environment (default in brackets):
   SWEEP_JOB                      name of the Cloud Scheduler job [sms-sweep]
   SWEEP_SCHEDULE                 when the job runs, in unix-cron format, UTC [* * * * *]
   SCHEDULER_LOCATION             the job's Cloud Scheduler location [REGION]
+
+ The events (webhooks to the tenants' own systems) and their delivery:
+  SMS_EVENTS_TOPIC               the Pub/Sub topic the API and the sweeper publish events
+                                 to, and the events function is fed by; its dead-letter
+                                 topic is <topic>-dead-letter [sms-events]
+  EVENTS_FUNCTION_NAME           name of the events function [sms-events]
+  EVENTS_SERVICE_ACCOUNT         account id of the events function's service account
+                                 [sms-events]
+  EVENTS_TRIGGER_SERVICE_ACCOUNT account id that Eventarc and Pub/Sub call the events
+                                 function as; it may invoke it and nothing else
+                                 [sms-events-trigger]
+  EVENTS_TIMEOUT                 longest one delivery round may run, 10s to 540s; Pub/Sub
+                                 waits as long for the function's answer [120s]
 
 Examples:
   PROJECT=my-project deploy/deploy.sh
@@ -162,79 +196,102 @@ run() {
   "$@"
 }
 
-# Run a command that creates something: "already exists" counts as done, so that a check that
-# could not see the thing, or two runs racing each other, do not fail the deployment.
-run_create() {
-  if [[ "$DRY_RUN" == 1 ]]; then
-    show "$@"
-    return 0
-  fi
-  show "$@" >&2
-  local err status=0
-  err="$(mktemp)"
-  "$@" 2> "$err" || status=$?
-  if [[ "$status" != 0 ]] && grep -qiE 'already exists|ALREADY_EXISTS' "$err"; then
-    echo "   (already exists)" >&2
-    status=0
-  else
-    cat "$err" >&2
-  fi
-  rm -f "$err"
-  return "$status"
-}
-
-# Run an IAM binding. Adding a binding that is already there changes nothing, so bindings run
-# every time. A service account just created can take a few seconds to be known to IAM: the
-# binding is then retried, and only then.
+# Run a command that may fail in a way that is no failure at all. Options, before the command:
+#   --done ERE NOTE   a failure whose error output matches ERE (grep -iE) counts as done:
+#                     NOTE is printed instead of that output
+#   --retry ERE NOTE  a failure whose error output matches ERE is tried again, up to
+#                     RETRY_ATTEMPTS attempts in all, waiting RETRY_SECONDS, then twice as
+#                     long, and so on; NOTE is printed before each wait
+# The command is shown as run() shows it. Its error output is held back until it is known
+# whether the failure is tolerated: it is printed then, unless it was.
+RETRY_ATTEMPTS=6
 RETRY_SECONDS=5
-bind() {
+run_tolerating() {
+  local done_ere="" done_note="" retry_ere="" retry_note=""
+  while [[ "$1" != -- ]]; do
+    case "$1" in
+      --done) done_ere="$2" done_note="$3" ;;
+      --retry) retry_ere="$2" retry_note="$3" ;;
+      *) die "internal error: run_tolerating $1" ;;
+    esac
+    shift 3
+  done
+  shift
   if [[ "$DRY_RUN" == 1 ]]; then
     show "$@"
     return 0
   fi
   show "$@" >&2
-  local attempt err status=0
+  local attempt=1 err status
   err="$(mktemp)"
-  for attempt in 1 2 3 4 5 6; do
+  while :; do
     status=0
     "$@" 2> "$err" || status=$?
-    if [[ "$status" == 0 || "$attempt" == 6 ]] || ! grep -qiE 'does not exist|not found' "$err"; then
+    if [[ "$status" == 0 || -z "$retry_ere" || "$attempt" -ge "$RETRY_ATTEMPTS" ]] ||
+      ! grep -qiE "$retry_ere" "$err"; then
       break
     fi
-    echo "   the service account is not known to IAM yet: retrying in $((attempt * RETRY_SECONDS))s" >&2
+    echo "   $retry_note: retrying in $((attempt * RETRY_SECONDS))s" >&2
     sleep $((attempt * RETRY_SECONDS))
+    attempt=$((attempt + 1))
   done
-  [[ "$status" == 0 ]] || cat "$err" >&2
-  rm -f "$err"
-  return "$status"
-}
-
-# Remove an IAM binding that may not be there: "not found" counts as done, so that every run
-# can make sure it is gone.
-unbind() {
-  if [[ "$DRY_RUN" == 1 ]]; then
-    show "$@"
-    return 0
-  fi
-  show "$@" >&2
-  local err status=0
-  err="$(mktemp)"
-  "$@" 2> "$err" || status=$?
-  if [[ "$status" != 0 ]] &&
-    grep -qiE 'Policy bindings? with the specified principal.*not found' "$err"; then
-    echo "   (no such binding: nothing to remove)" >&2
+  if [[ "$status" != 0 && -n "$done_ere" ]] && grep -qiE "$done_ere" "$err"; then
+    echo "   $done_note" >&2
     status=0
   else
     cat "$err" >&2
   fi
   rm -f "$err"
   return "$status"
+}
+
+# A command that creates something: "already exists" counts as done, so that a check that
+# could not see the thing, or two runs racing each other, do not fail the deployment.
+run_create() {
+  run_tolerating --done 'already exists|ALREADY_EXISTS' "(already exists)" -- "$@"
+}
+
+# An IAM binding. Adding a binding that is already there changes nothing, so bindings run
+# every time. A service account just created can take a few seconds to be known to IAM: the
+# binding is then retried, and only then.
+bind() {
+  run_tolerating --retry 'does not exist|not found' \
+    "the service account is not known to IAM yet" -- "$@"
+}
+
+# The removal of an IAM binding that may not be there: "not found" counts as done, so that
+# every run can make sure it is gone.
+unbind() {
+  run_tolerating --done 'Policy bindings? with the specified principal.*not found' \
+    "(no such binding: nothing to remove)" -- "$@"
 }
 
 # True when the check (a gcloud describe) succeeds, i.e. the thing exists. Never runs in
 # --dry-run: there everything counts as missing, and its create command is printed.
 exists() {
   [[ "$DRY_RUN" == 0 ]] && "$@" > /dev/null 2>&1
+}
+
+# Sets VALUE to what a describe prints (one --format='value(...)'). In --dry-run the describe
+# is printed and VALUE is the placeholder given, which names where the value comes from.
+read_value() { # WHAT PLACEHOLDER DESCRIBE...
+  local what="$1" placeholder="$2"
+  shift 2
+  if [[ "$DRY_RUN" == 1 ]]; then
+    show "$@"
+    VALUE="$placeholder"
+  else
+    show "$@" >&2
+    VALUE="$("$@")"
+    [[ -n "$VALUE" ]] || die "gcloud gave no $what"
+  fi
+}
+
+# Sets URL to a function's URL, as gcloud describes it (in --dry-run, the placeholder).
+function_url() { # NAME PLACEHOLDER
+  read_value "URL for function $1" "$2" gcloud functions describe "$1" --region="$REGION" \
+    --project="$PROJECT" --format='value(serviceConfig.uri)'
+  URL="$VALUE"
 }
 
 # ---- settings -----------------------------------------------------------------------------
@@ -262,14 +319,25 @@ positive() { # NAME VALUE [integer]: dies unless VALUE is a positive number
   [[ "$2" =~ $pattern && "$2" =~ [1-9] ]] || die "$1 must be $kind, not '$2'"
 }
 
-not_negative() { # NAME VALUE: dies unless VALUE is a number, 0 or more
-  local pattern='^([0-9]+(\.[0-9]*)?|\.[0-9]+)$'
-  [[ "$2" =~ $pattern ]] || die "$1 must be a number, 0 or more, not '$2'"
+at_least() { # NAME VALUE LEAST: dies unless VALUE is a number, LEAST (a whole number) or more
+  local pattern='^([0-9]+(\.[0-9]*)?|\.[0-9]+)$' whole="${2%%.*}"
+  while [[ "$whole" == 0* ]]; do whole="${whole#0}"; done
+  [[ "$2" =~ $pattern ]] && [[ "${#whole}" -gt 9 || "${whole:-0}" -ge "$3" ]] ||
+    die "$1 must be a number, $3 or more, not '$2'"
 }
 
-account_id() { # NAME VALUE: dies unless VALUE can be a service account id
-  [[ "$2" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
-    die "$1 must be an account id (6-30 of a-z, 0-9, -), not '$2'"
+# Dies unless each of the settings NAMEs matches PATTERN (KIND says what that is), and each
+# has a value of its own.
+distinct() { # PATTERN KIND NAME...
+  local pattern="$1" kind="$2" name other
+  shift 2
+  for name in "$@"; do
+    [[ "${!name}" =~ $pattern ]] || die "$name must be $kind, not '${!name}'"
+    for other in "$@"; do
+      [[ "$other" != "$name" ]] || break
+      [[ "${!other}" != "${!name}" ]] || die "$name must differ from $other ('${!other}')"
+    done
+  done
 }
 
 # An http(s) URL that the function accepts and that --set-env-vars can carry (no comma).
@@ -332,26 +400,24 @@ read_settings() {
   SWEEP_JOB="${SWEEP_JOB:-sms-sweep}"
   SWEEP_SCHEDULE="${SWEEP_SCHEDULE:-* * * * *}"
   SCHEDULER_LOCATION="${SCHEDULER_LOCATION:-$REGION}"
+  # The events and their delivery.
+  SMS_EVENTS_TOPIC="${SMS_EVENTS_TOPIC:-sms-events}"
+  EVENTS_FUNCTION_NAME="${EVENTS_FUNCTION_NAME:-sms-events}"
+  EVENTS_SERVICE_ACCOUNT="${EVENTS_SERVICE_ACCOUNT:-sms-events}"
+  EVENTS_TRIGGER_SERVICE_ACCOUNT="${EVENTS_TRIGGER_SERVICE_ACCOUNT:-sms-events-trigger}"
+  EVENTS_TIMEOUT="${EVENTS_TIMEOUT:-120s}"
 
   # What the functions would only reject once deployed (sms/config.py) is refused now.
   [[ "$PROJECT" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
     die "PROJECT must be a project id (6-30 of a-z, 0-9, -), not '$PROJECT'"
-  account_id SERVICE_ACCOUNT "$SERVICE_ACCOUNT"
-  account_id SWEEPER_SERVICE_ACCOUNT "$SWEEPER_SERVICE_ACCOUNT"
-  account_id SCHEDULER_SERVICE_ACCOUNT "$SCHEDULER_SERVICE_ACCOUNT"
-  # The scheduler's account may invoke the sweeper and do nothing else: it is no other's.
-  [[ "$SCHEDULER_SERVICE_ACCOUNT" != "$SERVICE_ACCOUNT" &&
-    "$SCHEDULER_SERVICE_ACCOUNT" != "$SWEEPER_SERVICE_ACCOUNT" ]] ||
-    die "SCHEDULER_SERVICE_ACCOUNT must be an account of its own, not '$SCHEDULER_SERVICE_ACCOUNT'"
-  [[ "$SWEEPER_SERVICE_ACCOUNT" != "$SERVICE_ACCOUNT" ]] ||
-    die "SWEEPER_SERVICE_ACCOUNT must differ from SERVICE_ACCOUNT ('$SERVICE_ACCOUNT')"
-  [[ "$FUNCTION_NAME" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] ||
-    die "FUNCTION_NAME must be a function name (letters, digits, - and _), not '$FUNCTION_NAME'"
-  [[ "$SWEEPER_FUNCTION_NAME" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] ||
-    die "SWEEPER_FUNCTION_NAME must be a function name (letters, digits, - and _), not '$SWEEPER_FUNCTION_NAME'"
-  # The same name would deploy the sweeper over the API.
-  [[ "$SWEEPER_FUNCTION_NAME" != "$FUNCTION_NAME" ]] ||
-    die "SWEEPER_FUNCTION_NAME must differ from FUNCTION_NAME ('$FUNCTION_NAME')"
+  # One identity per job, so that each holds only what its job needs: the scheduler's and
+  # the trigger's accounts may each invoke one function and do nothing else.
+  distinct '^[a-z][a-z0-9-]{4,28}[a-z0-9]$' "an account id (6-30 of a-z, 0-9, -)" \
+    SERVICE_ACCOUNT SWEEPER_SERVICE_ACCOUNT SCHEDULER_SERVICE_ACCOUNT \
+    EVENTS_SERVICE_ACCOUNT EVENTS_TRIGGER_SERVICE_ACCOUNT
+  # The same name would deploy one function over another.
+  distinct '^[A-Za-z][A-Za-z0-9_-]*$' "a function name (letters, digits, - and _)" \
+    FUNCTION_NAME SWEEPER_FUNCTION_NAME EVENTS_FUNCTION_NAME
   [[ "$SWEEP_JOB" =~ ^[A-Za-z0-9_-]+$ ]] ||
     die "SWEEP_JOB must be a job name (letters, digits, - and _), not '$SWEEP_JOB'"
   [[ "$SWEEP_SCHEDULE" =~ ^[0-9A-Za-z*/,-]+([[:space:]]+[0-9A-Za-z*/,-]+){4}$ ]] ||
@@ -360,7 +426,18 @@ read_settings() {
   positive SMS_FIRESTORE_TIMEOUT_SECONDS "$SMS_FIRESTORE_TIMEOUT_SECONDS"
   positive SMS_ID_BLOCK_SIZE "$SMS_ID_BLOCK_SIZE" integer
   positive CONCURRENCY "$CONCURRENCY" integer
-  not_negative SMS_SWEEP_AFTER_SECONDS "$SMS_SWEEP_AFTER_SECONDS"
+  # The functions refuse to start with less: a hand-over can be in flight for up to a
+  # request's 10 s, and a sweep must not settle it under the request's feet.
+  at_least SMS_SWEEP_AFTER_SECONDS "$SMS_SWEEP_AFTER_SECONDS" 15
+  # A topic id as Pub/Sub accepts it, with room for "-dead-letter-retry" (the name of the
+  # dead-letter topic's subscription), and nothing that --set-env-vars would split at.
+  [[ "$SMS_EVENTS_TOPIC" =~ ^[A-Za-z][A-Za-z0-9._~+%-]{2,236}$ &&
+    "$SMS_EVENTS_TOPIC" != [gG][oO][oO][gG]* ]] ||
+    die "SMS_EVENTS_TOPIC must be a topic id (3-237 of letters, digits and - . _ ~ + %, starting with a letter, not with goog), not '$SMS_EVENTS_TOPIC'"
+  # Whole seconds: Pub/Sub waits as long for the function's answer (its ack deadline), and an
+  # event-driven function may run 540 s at most.
+  [[ "$EVENTS_TIMEOUT" =~ ^[1-9][0-9]{1,2}s$ && "${EVENTS_TIMEOUT%s}" -le 540 ]] ||
+    die "EVENTS_TIMEOUT must be whole seconds from 10s to 540s, e.g. 120s, not '$EVENTS_TIMEOUT'"
   # A database id as Firestore accepts it. It goes into the IAM condition (a CEL string
   # inside gcloud's comma-separated --condition) and into --set-env-vars: nothing else may.
   [[ "$FIRESTORE_DATABASE" == "(default)" ||
@@ -411,13 +488,17 @@ read_settings() {
   SA_EMAIL="$SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
   SWEEPER_SA_EMAIL="$SWEEPER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
   SCHEDULER_SA_EMAIL="$SCHEDULER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+  EVENTS_SA_EMAIL="$EVENTS_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+  EVENTS_TRIGGER_SA_EMAIL="$EVENTS_TRIGGER_SERVICE_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
+  DEAD_LETTER_TOPIC="$SMS_EVENTS_TOPIC-dead-letter"
+  DEAD_LETTER_SUBSCRIPTION="$DEAD_LETTER_TOPIC-retry"
 
   # The IAM condition of the functions' roles/datastore.user: the database's resource name,
   # in the form Google documents for per-database access ("Configure per-database access
   # permissions", Firestore: resource.name=="projects/PROJECT_ID/databases/DATABASE_ID").
   # gcloud splits --condition at commas: the id check above keeps them out of every part.
   # The title and description depend on the database alone, so a second run adds the very
-  # same condition (no change), and both accounts share one binding. The title stays short:
+  # same condition (no change), and the accounts share one binding. The title stays short:
   # at most 89 characters, with the longest database id.
   DATABASE_RESOURCE="projects/$PROJECT/databases/$FIRESTORE_DATABASE"
   DATABASE_CONDITION="expression=resource.name==\"$DATABASE_RESOURCE\""
@@ -438,6 +519,8 @@ enable_apis() {
     logging.googleapis.com          # the functions' and the builds' logs
     iam.googleapis.com              # creating the service accounts
     cloudscheduler.googleapis.com   # calls the sweeper every minute
+    pubsub.googleapis.com           # carries the events to the events function
+    eventarc.googleapis.com         # the events function's trigger on the topic
   )
   [[ -z "$API_SECRETS" ]] || apis+=(secretmanager.googleapis.com)
   run gcloud services enable "${apis[@]}" --project="$PROJECT"
@@ -464,107 +547,10 @@ create_database() {
 
 # ---- 3. Indexes and field overrides of firestore.indexes.json ----------------------------
 
-# Prints the file as one line per gcloud call, its words separated by \x1f:
-#   index   <arguments of `gcloud firestore indexes composite create`>
-#   ttl     FIELD --collection-group=GROUP                    ("ttl": true)
-#   noindex FIELD --collection-group=GROUP                    ("indexes": [])
-#   fieldix FIELD --collection-group=GROUP --index=... ...    ("indexes": [...])
-# Anything gcloud cannot express is refused here, before a single command runs.
-firestore_plan() {
-  python3 - "$1" <<'PY'
-import json, sys
-
-path = sys.argv[1]
-def fail(message):
-    sys.exit(f"deploy.sh: {path}: {message}")
-
-try:
-    with open(path, encoding="utf-8") as f:
-        spec = json.load(f)
-except ValueError as e:
-    fail(f"not valid JSON: {e}")
-if not isinstance(spec, dict):
-    fail("must be a JSON object")
-
-SCOPES = {"COLLECTION": "collection", "COLLECTION_GROUP": "collection-group"}
-ORDERS = {"ASCENDING": "ascending", "DESCENDING": "descending"}
-SEP = "\x1f"
-
-def text(value, what):
-    if not isinstance(value, str) or not value or SEP in value or "\n" in value:
-        fail(f"{what} must be a non-empty string, got {value!r}")
-    return value
-
-def ordering(item, what):
-    """'order=ascending' or 'array-config=contains' for one indexed field."""
-    if "order" in item and "arrayConfig" not in item and item["order"] in ORDERS:
-        return "order=" + ORDERS[item["order"]]
-    if "arrayConfig" in item and "order" not in item and item["arrayConfig"] == "CONTAINS":
-        return "array-config=contains"
-    fail(f"{what}: need exactly one of order ASCENDING/DESCENDING or arrayConfig CONTAINS, got {item!r}")
-
-lines = []
-indexes = spec.get("indexes", [])
-if not isinstance(indexes, list):
-    fail('"indexes" must be a list')
-for n, index in enumerate(indexes):
-    what = f"indexes[{n}]"
-    if not isinstance(index, dict):
-        fail(f"{what} must be an object")
-    group = text(index.get("collectionGroup"), f"{what}.collectionGroup")
-    scope = index.get("queryScope", "COLLECTION")
-    if scope not in SCOPES:
-        fail(f"{what}.queryScope must be COLLECTION or COLLECTION_GROUP, got {scope!r}")
-    fields = index.get("fields")
-    if not isinstance(fields, list) or len(fields) < 2:
-        fail(f"{what}.fields must list at least two fields")
-    words = ["index", f"--collection-group={group}", f"--query-scope={SCOPES[scope]}"]
-    for m, field in enumerate(fields):
-        fwhat = f"{what}.fields[{m}]"
-        if not isinstance(field, dict):
-            fail(f"{fwhat} must be an object")
-        path_ = text(field.get("fieldPath"), f"{fwhat}.fieldPath")
-        if "," in path_:
-            fail(f"{fwhat}.fieldPath cannot contain a comma for gcloud: {path_!r}")
-        words.append(f"--field-config=field-path={path_},{ordering(field, fwhat)}")
-    lines.append(words)
-
-overrides = spec.get("fieldOverrides", [])
-if not isinstance(overrides, list):
-    fail('"fieldOverrides" must be a list')
-for n, override in enumerate(overrides):
-    what = f"fieldOverrides[{n}]"
-    if not isinstance(override, dict):
-        fail(f"{what} must be an object")
-    group = text(override.get("collectionGroup"), f"{what}.collectionGroup")
-    field = text(override.get("fieldPath"), f"{what}.fieldPath")
-    target = [field, f"--collection-group={group}"]
-    ttl = override.get("ttl", False)
-    if not isinstance(ttl, bool):
-        fail(f"{what}.ttl must be true or false")
-    if ttl:
-        lines.append(["ttl", *target])
-    if "indexes" not in override:
-        continue
-    wanted = override["indexes"]
-    if not isinstance(wanted, list):
-        fail(f"{what}.indexes must be a list")
-    if not wanted:
-        lines.append(["noindex", *target])
-        continue
-    words = ["fieldix", *target]
-    for m, item in enumerate(wanted):
-        iwhat = f"{what}.indexes[{m}]"
-        if not isinstance(item, dict):
-            fail(f"{iwhat} must be an object")
-        if item.get("queryScope", "COLLECTION") != "COLLECTION":
-            fail(f"{iwhat}: gcloud sets only collection-scope single-field indexes")
-        words.append("--index=" + ordering(item, iwhat))
-    lines.append(words)
-
-for words in lines:
-    print(SEP.join(words))
-PY
+# The file as one line per gcloud call (deploy/firestore_plan.py explains the lines), or a
+# refusal of anything gcloud cannot express, before a single command runs.
+firestore_plan() { # FILE
+  python3 "$ROOT/deploy/firestore_plan.py" "$1"
 }
 
 # Whether a field already is as a step wants it: its TTL policy on (ttl), or its indexes off
@@ -572,21 +558,8 @@ PY
 field_is() { # ttl|noindex FIELD --collection-group=GROUP
   [[ "$DRY_RUN" == 0 ]] || return 1
   gcloud firestore indexes fields describe "$2" "$3" --database="$FIRESTORE_DATABASE" \
-    --project="$PROJECT" --format=json 2> /dev/null | python3 -c '
-import json, sys
-try:
-    field = json.load(sys.stdin)
-except ValueError:
-    sys.exit(1)
-if not isinstance(field, dict):
-    sys.exit(1)
-if sys.argv[1] == "ttl":
-    done = (field.get("ttlConfig") or {}).get("state") in ("CREATING", "ACTIVE")
-else:
-    config = field.get("indexConfig") or {}
-    done = not config.get("usesAncestorConfig") and not config.get("indexes")
-sys.exit(0 if done else 1)
-' "$1"
+    --project="$PROJECT" --format=json 2> /dev/null |
+    python3 "$ROOT/deploy/firestore_plan.py" --field-is "$1"
 }
 
 apply_indexes() {
@@ -645,9 +618,45 @@ create_service_accounts() {
     "Outbound SMS sweeper (Cloud Function $SWEEPER_FUNCTION_NAME)"
   create_account "$SCHEDULER_SERVICE_ACCOUNT" "$SCHEDULER_SA_EMAIL" \
     "Invokes $SWEEPER_FUNCTION_NAME for Cloud Scheduler job $SWEEP_JOB"
+  create_account "$EVENTS_SERVICE_ACCOUNT" "$EVENTS_SA_EMAIL" \
+    "Outbound SMS events (Cloud Function $EVENTS_FUNCTION_NAME)"
+  create_account "$EVENTS_TRIGGER_SERVICE_ACCOUNT" "$EVENTS_TRIGGER_SA_EMAIL" \
+    "Invokes $EVENTS_FUNCTION_NAME for Eventarc and Pub/Sub"
 }
 
-# ---- 5. Their roles -----------------------------------------------------------------------
+# ---- 5. The events' topics ----------------------------------------------------------------
+
+create_topic() { # TOPIC
+  note "Pub/Sub topic $1"
+  if exists gcloud pubsub topics describe "$1" --project="$PROJECT"; then
+    echo "   exists, kept" >&2
+  else
+    run_create gcloud pubsub topics create "$1" --project="$PROJECT"
+  fi
+}
+
+create_topics() {
+  # The API and the sweeper publish each event (its tenant and id) to SMS_EVENTS_TOPIC, and
+  # the events function's trigger takes them from there (step 7). What that trigger's
+  # subscription gives up on goes to the dead-letter topic (step 9).
+  create_topic "$SMS_EVENTS_TOPIC"
+  create_topic "$DEAD_LETTER_TOPIC"
+}
+
+# ---- 6. Their roles -----------------------------------------------------------------------
+
+# roles/datastore.user limited to FIRESTORE_DATABASE, for one function's account.
+grant_database() { # EMAIL
+  bind gcloud projects add-iam-policy-binding "$PROJECT" \
+    --member="serviceAccount:$1" --role=roles/datastore.user \
+    --condition="$DATABASE_CONDITION" --format=none
+  # An older deployment bound the role without a condition, on every database of the
+  # project: while that binding stays, the condition above limits nothing. It goes only now,
+  # after the conditional binding is in place, so the running functions never lose their
+  # own database. (For an account that never had one, gcloud finds none: nothing to do.)
+  unbind gcloud projects remove-iam-policy-binding "$PROJECT" \
+    --member="serviceAccount:$1" --role=roles/datastore.user --condition=None --format=none
+}
 
 # roles/secretmanager.secretAccessor on each secret of a --set-secrets list, not on the
 # project, so that the account can read those secrets and no others.
@@ -665,51 +674,59 @@ grant_secrets() { # EMAIL SECRET_LIST
   done
 }
 
+# roles/pubsub.publisher on the events' topic, not on the project, so that the account may
+# publish there and nowhere else, and read no message of any topic.
+grant_publisher() { # EMAIL
+  bind gcloud pubsub topics add-iam-policy-binding "$SMS_EVENTS_TOPIC" \
+    --member="serviceAccount:$1" --role=roles/pubsub.publisher --project="$PROJECT" --format=none
+}
+
 grant_roles() {
   # The functions' only role on the project:
   #   roles/datastore.user - read and write Firestore documents (the tenants' configuration,
-  #     sessions, messages, counters, idempotency records). No admin role: indexes and TTL
-  #     policies are set here, by the operator, never by a function. It is bound with an IAM
-  #     condition on FIRESTORE_DATABASE's resource name, so that a function reaches its own
-  #     database and no other: a staging deployment (FIRESTORE_DATABASE=sms-staging) cannot
-  #     read or write the production (default) database.
+  #     sessions, messages, events, counters, idempotency records). No admin role: indexes
+  #     and TTL policies are set here, by the operator, never by a function. It is bound with
+  #     an IAM condition on FIRESTORE_DATABASE's resource name, so that a function reaches its
+  #     own database and no other: a staging deployment (FIRESTORE_DATABASE=sms-staging)
+  #     cannot read or write the production (default) database.
   # Not granted:
   #   roles/logging.logWriter - the functions log to stdout and stderr, which Cloud Run
   #     collects by itself; they never call the Cloud Logging API (google-cloud-logging is not
   #     in requirements.txt), so they need no logging role.
-  # The scheduler's account gets no project role at all: only the right to invoke the
-  # sweeper, granted on the sweeper once it is deployed (step 7).
-  local email
-  for email in "$SA_EMAIL" "$SWEEPER_SA_EMAIL"; do
-    note "Roles of $email"
-    bind gcloud projects add-iam-policy-binding "$PROJECT" \
-      --member="serviceAccount:$email" --role=roles/datastore.user \
-      --condition="$DATABASE_CONDITION" --format=none
-    # An older deployment bound the role without a condition, on every database of the
-    # project: while that binding stays, the condition above limits nothing. It goes only
-    # now, after the conditional binding is in place, so the running functions never lose
-    # their own database.
-    unbind gcloud projects remove-iam-policy-binding "$PROJECT" \
-      --member="serviceAccount:$email" --role=roles/datastore.user --condition=None --format=none
-    if [[ "$email" == "$SA_EMAIL" ]]; then
-      grant_secrets "$email" "$API_SECRETS"
-    else
-      grant_secrets "$email" "$SWEEPER_SECRETS"
-    fi
-  done
+  #   any Pub/Sub role to the events function: Eventarc pushes each message to it, as the
+  #     trigger's account; the function itself neither pulls nor publishes.
+  # The scheduler's and the trigger's accounts get no role here at all: only the right to
+  # invoke their one function, granted on it once it is deployed (step 8).
+  note "Roles of $SA_EMAIL"
+  grant_database "$SA_EMAIL"
+  grant_secrets "$SA_EMAIL" "$API_SECRETS"
+  grant_publisher "$SA_EMAIL"
+  note "Roles of $SWEEPER_SA_EMAIL"
+  grant_database "$SWEEPER_SA_EMAIL"
+  grant_secrets "$SWEEPER_SA_EMAIL" "$SWEEPER_SECRETS"
+  grant_publisher "$SWEEPER_SA_EMAIL"
+  note "Roles of $EVENTS_SA_EMAIL"
+  grant_database "$EVENTS_SA_EMAIL"
 }
 
-# ---- 6. The functions ---------------------------------------------------------------------
+# ---- 7. The functions ---------------------------------------------------------------------
 
-# The environment both functions share: where the data is, and the carrier.
-carrier_env() {
+# The environment every function gets: where the data is, and where the events go.
+shared_env() {
   local vars=(
     "GOOGLE_CLOUD_PROJECT=$PROJECT"
     "FIRESTORE_DATABASE=$FIRESTORE_DATABASE"
     "SMS_REQUEST_DEADLINE_SECONDS=$SMS_REQUEST_DEADLINE_SECONDS"
     "SMS_FIRESTORE_TIMEOUT_SECONDS=$SMS_FIRESTORE_TIMEOUT_SECONDS"
-    "SMS_CARRIER=$SMS_CARRIER"
+    "SMS_EVENTS_TOPIC=$SMS_EVENTS_TOPIC"
   )
+  (IFS=','; echo "${vars[*]}")
+}
+
+# The environment of the functions that send, the API and the sweeper: the shared one and
+# the carrier.
+carrier_env() {
+  local vars=("SMS_CARRIER=$SMS_CARRIER")
   [[ -z "$TWILIO_ACCOUNT_SID" ]] || vars+=("TWILIO_ACCOUNT_SID=$TWILIO_ACCOUNT_SID")
   [[ -z "$TWILIO_MESSAGING_SERVICE_SID" ]] ||
     vars+=("TWILIO_MESSAGING_SERVICE_SID=$TWILIO_MESSAGING_SERVICE_SID")
@@ -719,108 +736,187 @@ carrier_env() {
     "SMS_PUBLIC_BASE_URL=$SMS_PUBLIC_BASE_URL"
     "SMS_SWEEP_AFTER_SECONDS=$SMS_SWEEP_AFTER_SECONDS"
   )
-  (IFS=','; echo "${vars[*]}")
+  (IFS=','; echo "$(shared_env),${vars[*]}")
 }
 
-# What deploys any function of this repository: the flags both deployments share.
-deploy_command() { # NAME -> sets DEPLOY
-  DEPLOY=(
-    gcloud functions deploy "$1"
+# Deploys one function of this repository: the flags all of them share, around the
+# function's own (its trigger, entry point, access, identity, timeout, scaling and
+# environment). A SECRET_LIST replaces the function's secrets as a whole; without one, the
+# function keeps those it has.
+deploy_function() { # NAME SECRET_LIST OWN_FLAG...
+  local name="$1" secrets="$2" build_sa
+  shift 2
+  note "Function $name in $REGION (the build takes a few minutes)"
+  local deploy=(
+    gcloud functions deploy "$name"
     --gen2
     --runtime="$RUNTIME"
     --region="$REGION"
     --source="$ROOT" # .gcloudignore keeps the upload to main.py, requirements.txt and sms/
-    --trigger-http
+    "$@"
+    --memory="$MEMORY"
+    --cpu="$CPU"
   )
-}
-
-deploy_options() { # [SECRET_LIST]: what follows the function's own flags
-  local build_sa
-  [[ -z "${1:-}" ]] || DEPLOY+=(--set-secrets="$1")
+  [[ -z "$secrets" ]] || deploy+=(--set-secrets="$secrets")
   if [[ -n "$BUILD_SERVICE_ACCOUNT" ]]; then
     build_sa="$BUILD_SERVICE_ACCOUNT"
     [[ "$build_sa" == projects/* ]] || build_sa="projects/$PROJECT/serviceAccounts/$build_sa"
-    DEPLOY+=(--build-service-account="$build_sa")
+    deploy+=(--build-service-account="$build_sa")
   fi
-  DEPLOY+=(--project="$PROJECT")
+  run "${deploy[@]}" --project="$PROJECT"
 }
 
 deploy_api() {
-  note "Function $FUNCTION_NAME in $REGION (the build takes a few minutes)"
-  # functions-framework serves with gunicorn threads; Google's advice for Python is as many
-  # threads as the concurrency, or the requests beyond them wait inside the instance.
-  local env_list
-  env_list="$(carrier_env),SMS_ID_BLOCK_SIZE=$SMS_ID_BLOCK_SIZE,THREADS=$CONCURRENCY"
-  deploy_command "$FUNCTION_NAME"
-  DEPLOY+=(
+  local own=(
+    --trigger-http
     --entry-point=sms_api
     # Callers reach the function without Google credentials; every request is still
     # authenticated by the function itself (HTTP Basic with one of a tenant's API tokens,
     # and Twilio's signature on its webhooks).
     --allow-unauthenticated
     --service-account="$SA_EMAIL"
-    --memory="$MEMORY"
-    --cpu="$CPU"
     --timeout="$TIMEOUT"
     --min-instances="$MIN_INSTANCES"
     --max-instances="$MAX_INSTANCES"
+    # functions-framework serves with gunicorn threads; Google's advice for Python is as
+    # many threads as the concurrency, or the requests beyond them wait inside the instance.
     --concurrency="$CONCURRENCY"
-    --set-env-vars="$env_list"
+    --set-env-vars="$(carrier_env),SMS_ID_BLOCK_SIZE=$SMS_ID_BLOCK_SIZE,THREADS=$CONCURRENCY"
   )
-  deploy_options "$API_SECRETS"
-  run "${DEPLOY[@]}"
+  deploy_function "$FUNCTION_NAME" "$API_SECRETS" "${own[@]}"
 }
 
 deploy_sweeper() {
-  note "Function $SWEEPER_FUNCTION_NAME in $REGION (the build takes a few minutes)"
-  local env_list
-  env_list="$(carrier_env),THREADS=1"
-  deploy_command "$SWEEPER_FUNCTION_NAME"
-  DEPLOY+=(
+  local own=(
+    --trigger-http
     --entry-point=sms_sweeper
     # Only a caller with the invoker role on it (the scheduler's account) gets through:
     # Cloud Run checks the OIDC token before the function runs. On a redeploy this also
     # takes back any public access granted by hand.
     --no-allow-unauthenticated
     --service-account="$SWEEPER_SA_EMAIL"
-    --memory="$MEMORY"
-    --cpu="$CPU"
     --timeout="$SWEEPER_TIMEOUT" # a sweep stops itself after about 50 s
     # One sweep at a time: two would only wait for each other's claims.
     --min-instances=0
     --max-instances=1
     --concurrency=1
-    --set-env-vars="$env_list"
+    --set-env-vars="$(carrier_env),THREADS=1"
   )
-  deploy_options "$SWEEPER_SECRETS"
-  run "${DEPLOY[@]}"
+  deploy_function "$SWEEPER_FUNCTION_NAME" "$SWEEPER_SECRETS" "${own[@]}"
 }
 
-# ---- 7. Who may call the sweeper ----------------------------------------------------------
-
-grant_invoker() {
-  # For a 2nd-gen function: roles/run.invoker on its Cloud Run service, and nowhere else.
-  note "Invoker of $SWEEPER_FUNCTION_NAME: $SCHEDULER_SA_EMAIL"
-  bind gcloud functions add-invoker-policy-binding "$SWEEPER_FUNCTION_NAME" --region="$REGION" \
-    --member="serviceAccount:$SCHEDULER_SA_EMAIL" --project="$PROJECT" --format=none
+deploy_events() {
+  local own=(
+    # Eventarc makes a Pub/Sub push subscription on the topic, which calls the function
+    # with each message and an identity token of the trigger's account.
+    --trigger-topic="$SMS_EVENTS_TOPIC"
+    --trigger-service-account="$EVENTS_TRIGGER_SA_EMAIL"
+    # The function answers an error while an endpoint still fails, so that Pub/Sub pushes
+    # the event again later (step 9). Without --retry, Eventarc would acknowledge the
+    # failed delivery and nothing would be retried.
+    --retry
+    --entry-point=sms_events
+    # Only a caller with the invoker role on it (the trigger's account) gets through. On a
+    # redeploy this also takes back any public access granted by hand.
+    --no-allow-unauthenticated
+    --service-account="$EVENTS_SA_EMAIL"
+    --timeout="$EVENTS_TIMEOUT"
+    --concurrency="$CONCURRENCY" # as many threads as requests, as for the API
+    --set-env-vars="$(shared_env),THREADS=$CONCURRENCY"
+  )
+  deploy_function "$EVENTS_FUNCTION_NAME" "" "${own[@]}"
 }
 
-# ---- 8. The schedule ----------------------------------------------------------------------
+# ---- 8. Who may call the sweeper and the events function ----------------------------------
 
-# Sets URL to a function's URL, as gcloud describes it. In --dry-run the describe is printed
-# and URL is the placeholder given.
-function_url() { # NAME PLACEHOLDER
-  local describe=(gcloud functions describe "$1" --region="$REGION"
-    --project="$PROJECT" --format='value(serviceConfig.uri)')
-  if [[ "$DRY_RUN" == 1 ]]; then
-    show "${describe[@]}"
-    URL="$2"
+# For a 2nd-gen function: roles/run.invoker on its Cloud Run service, and nowhere else.
+grant_invoker() { # FUNCTION EMAIL
+  note "Invoker of $1: $2"
+  bind gcloud functions add-invoker-policy-binding "$1" --region="$REGION" \
+    --member="serviceAccount:$2" --project="$PROJECT" --format=none
+}
+
+grant_invokers() {
+  grant_invoker "$SWEEPER_FUNCTION_NAME" "$SCHEDULER_SA_EMAIL"
+  grant_invoker "$EVENTS_FUNCTION_NAME" "$EVENTS_TRIGGER_SA_EMAIL"
+}
+
+# ---- 9. The schedule of event deliveries --------------------------------------------------
+
+# Pub/Sub's retry policy and retention are the only schedule of webhook deliveries: the
+# function tries every endpoint that has not yet succeeded each time a message is pushed,
+# and answers an error while one still fails.
+#
+# Eventarc's subscription retries from 10 s up to 10 minutes apart and keeps a message 3
+# days. But Pub/Sub counts at most 100 delivery attempts per message, about 16 hours at
+# 10 minutes apart, before it gives a message to the dead-letter topic, while endpoints are
+# to be retried for 3 days. So the dead-letter topic has a push subscription of its own,
+# SMS_EVENTS_TOPIC-dead-letter-retry, back to the same function, on the same schedule: a
+# message goes on from there (keeping its event, whose age the function reads), and it is
+# pushed until the function acknowledges it, which the function does once every endpoint
+# has succeeded or has been given up, 3 days after the event. The second lap keeps a
+# message 3 days from the moment it was dead-lettered, so together the two laps outlast
+# those 3 days. It has no dead-letter topic of its own: there is no third lap to hand to.
+schedule_events() {
+  note "Deliveries of $EVENTS_FUNCTION_NAME: retried 10s to 600s apart; after 100 attempts, again from $DEAD_LETTER_TOPIC"
+  local trigger subscription agent
+  local schedule=(
+    --min-retry-delay=10s
+    --max-retry-delay=600s
+    --message-retention-duration=3d
+    # Pub/Sub waits for the function's answer as long as the function may run, so that it
+    # never pushes a message again while the function is still at work on it.
+    --ack-deadline="${EVENTS_TIMEOUT%s}"
+  )
+  read_value "trigger for function $EVENTS_FUNCTION_NAME" \
+    "<trigger of $EVENTS_FUNCTION_NAME, printed by the describe above>" \
+    gcloud functions describe "$EVENTS_FUNCTION_NAME" --region="$REGION" --project="$PROJECT" \
+    --format='value(eventTrigger.trigger)'
+  trigger="$VALUE"
+  read_value "subscription for Eventarc trigger $trigger" \
+    "<subscription of that trigger, printed by the describe above>" \
+    gcloud eventarc triggers describe "$trigger" --location="$REGION" --project="$PROJECT" \
+    --format='value(transport.pubsub.subscription)'
+  subscription="$VALUE"
+  read_value "number for project $PROJECT" \
+    "<number of $PROJECT, printed by the describe above>" \
+    gcloud projects describe "$PROJECT" --format='value(projectNumber)'
+  agent="service-$VALUE@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # Pub/Sub's own service agent moves a message to the dead-letter topic: it publishes it
+  # there and acknowledges it on the subscription, and needs the right to do both.
+  bind gcloud pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC" \
+    --member="serviceAccount:$agent" --role=roles/pubsub.publisher --project="$PROJECT" \
+    --format=none
+  bind gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
+    --member="serviceAccount:$agent" --role=roles/pubsub.subscriber --project="$PROJECT" \
+    --format=none
+  run gcloud pubsub subscriptions update "$subscription" "${schedule[@]}" \
+    --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts=100 --project="$PROJECT"
+
+  # The second lap: pushed to the function's URL with an identity token of the trigger's
+  # account, as Eventarc's are. It never expires, however long no message comes by (a
+  # subscription otherwise goes after 31 days without activity).
+  function_url "$EVENTS_FUNCTION_NAME" \
+    "https://<URL of $EVENTS_FUNCTION_NAME, printed by the describe above>"
+  EVENTS_URL="$URL"
+  local push=(
+    --push-endpoint="$EVENTS_URL"
+    --push-auth-service-account="$EVENTS_TRIGGER_SA_EMAIL"
+    "${schedule[@]}"
+    --expiration-period=never
+    --project="$PROJECT"
+  )
+  if exists gcloud pubsub subscriptions describe "$DEAD_LETTER_SUBSCRIPTION" \
+    --project="$PROJECT"; then
+    run gcloud pubsub subscriptions update "$DEAD_LETTER_SUBSCRIPTION" "${push[@]}"
   else
-    show "${describe[@]}" >&2
-    URL="$("${describe[@]}")"
-    [[ -n "$URL" ]] || die "gcloud gave no URL for function $1"
+    run_create gcloud pubsub subscriptions create "$DEAD_LETTER_SUBSCRIPTION" \
+      --topic="$DEAD_LETTER_TOPIC" "${push[@]}"
   fi
 }
+
+# ---- 10. The sweeper's schedule -----------------------------------------------------------
 
 schedule_sweeps() {
   note "Cloud Scheduler job $SWEEP_JOB in $SCHEDULER_LOCATION ($SWEEP_SCHEDULE)"
@@ -847,7 +943,7 @@ schedule_sweeps() {
   fi
 }
 
-# ---- 9. Where it answers ------------------------------------------------------------------
+# ---- 11. Where it answers -----------------------------------------------------------------
 
 print_urls() {
   local url
@@ -867,6 +963,8 @@ print_urls() {
   fi
   echo "Sweeper:          $SWEEPER_URL"
   echo "                  (no public access; job $SWEEP_JOB calls it on '$SWEEP_SCHEDULE')"
+  echo "Events:           $EVENTS_URL"
+  echo "                  (no public access; fed by topic $SMS_EVENTS_TOPIC)"
   if [[ "$DRY_RUN" == 1 ]]; then
     echo "(dry run: nothing was run)"
   else
@@ -885,10 +983,13 @@ main() {
   create_database
   apply_indexes
   create_service_accounts
+  create_topics
   grant_roles
   deploy_api
   deploy_sweeper
-  grant_invoker
+  deploy_events
+  grant_invokers
+  schedule_events
   schedule_sweeps
   print_urls
 }

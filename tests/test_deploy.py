@@ -29,8 +29,40 @@ FAKE_PROJECT = "dry-run-project"
 SA_EMAIL = f"sms-api@{FAKE_PROJECT}.iam.gserviceaccount.com"
 SWEEPER_EMAIL = f"sms-sweeper@{FAKE_PROJECT}.iam.gserviceaccount.com"
 INVOKER_EMAIL = f"sms-sweeper-invoker@{FAKE_PROJECT}.iam.gserviceaccount.com"
-# What the dry run puts where the sweeper's URL goes (gcloud describes it once it exists).
+EVENTS_EMAIL = f"sms-events@{FAKE_PROJECT}.iam.gserviceaccount.com"
+TRIGGER_EMAIL = f"sms-events-trigger@{FAKE_PROJECT}.iam.gserviceaccount.com"
+# What the dry run puts where a value gcloud describes goes (once the thing exists): the
+# sweeper's and the events function's URLs, the events function's Eventarc trigger, that
+# trigger's Pub/Sub subscription, and the project's number (in Pub/Sub's service agent).
 SWEEPER_URL_PLACEHOLDER = "https://<URL of sms-sweeper, printed by the describe above>"
+EVENTS_URL_PLACEHOLDER = "https://<URL of sms-events, printed by the describe above>"
+TRIGGER_PLACEHOLDER = "<trigger of sms-events, printed by the describe above>"
+SUBSCRIPTION_PLACEHOLDER = "<subscription of that trigger, printed by the describe above>"
+NUMBER_PLACEHOLDER = f"<number of {FAKE_PROJECT}, printed by the describe above>"
+PUBSUB_AGENT_PLACEHOLDER = f"service-{NUMBER_PLACEHOLDER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+# And what gcloud gives for them on a project where everything exists (EXISTING_PROJECT).
+SWEEPER_URL = "https://sms-sweeper-abc123-uc.a.run.app"
+EVENTS_URL = "https://sms-events-abc123-uc.a.run.app"
+TRIGGER = f"projects/{FAKE_PROJECT}/locations/us-central1/triggers/sms-events-123456"
+SUBSCRIPTION = (
+    f"projects/{FAKE_PROJECT}/subscriptions/eventarc-us-central1-sms-events-123456-sub-789"
+)
+PUBSUB_AGENT = "service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+DESCRIBED = {
+    SWEEPER_URL_PLACEHOLDER: SWEEPER_URL,
+    EVENTS_URL_PLACEHOLDER: EVENTS_URL,
+    TRIGGER_PLACEHOLDER: TRIGGER,
+    SUBSCRIPTION_PLACEHOLDER: SUBSCRIPTION,
+    PUBSUB_AGENT_PLACEHOLDER: PUBSUB_AGENT,
+}
+# Pub/Sub's schedule of webhook deliveries (SPEC 10.7): backoff from 10 s to 10 minutes,
+# 3 days' retention, and Pub/Sub waits for an answer as long as the function may run.
+DELIVERY_SCHEDULE = [
+    "--min-retry-delay=10s",
+    "--max-retry-delay=600s",
+    "--message-retention-duration=3d",
+    "--ack-deadline=120",
+]
 DEFAULT_PUBLIC_URL = f"https://us-central1-{FAKE_PROJECT}.cloudfunctions.net/sms-api"
 # The settings that make the functions send through Twilio.
 TWILIO = {
@@ -75,13 +107,23 @@ SETTINGS = (
     "SWEEP_JOB",
     "SWEEP_SCHEDULE",
     "SCHEDULER_LOCATION",
+    "SMS_EVENTS_TOPIC",
+    "EVENTS_FUNCTION_NAME",
+    "EVENTS_SERVICE_ACCOUNT",
+    "EVENTS_TRIGGER_SERVICE_ACCOUNT",
+    "EVENTS_TIMEOUT",
 )
-# Variables the sweeper and the API share (the API adds SMS_ID_BLOCK_SIZE, and each its THREADS).
-SHARED_ENV = (
+# Variables every function gets: where the data is, and where the events go.
+EVERY_FUNCTIONS_ENV = (
     "GOOGLE_CLOUD_PROJECT",
     "FIRESTORE_DATABASE",
     "SMS_REQUEST_DEADLINE_SECONDS",
     "SMS_FIRESTORE_TIMEOUT_SECONDS",
+    "SMS_EVENTS_TOPIC",
+)
+# Variables the sweeper and the API share (the API adds SMS_ID_BLOCK_SIZE, and each its THREADS).
+SHARED_ENV = (
+    *EVERY_FUNCTIONS_ENV,
     "SMS_CARRIER",
     "SMS_PUBLIC_BASE_URL",
     "SMS_SWEEP_AFTER_SECONDS",
@@ -199,6 +241,26 @@ def datastore_removals(commands: list[list[str]]) -> list[list[str]]:
     ]
 
 
+def described(command: list[str]) -> list[str]:
+    """The command with the values gcloud would have described in place of placeholders."""
+    out = []
+    for word in command:
+        real = word
+        for placeholder, value in DESCRIBED.items():
+            real = real.replace(placeholder, value)
+        out.append(real)
+    return out
+
+
+def topic_grants(commands: list[list[str]], topic: str) -> list[list[str]]:
+    """The IAM bindings made on one Pub/Sub topic."""
+    return [
+        c
+        for c in starting(commands, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
+        if positionals(c, 4) == [topic]
+    ]
+
+
 def declared() -> dict:
     return json.loads((ROOT / "firestore.indexes.json").read_text())
 
@@ -252,6 +314,8 @@ def test_dry_run_enables_the_apis() -> None:
         "logging.googleapis.com",
         "iam.googleapis.com",
         "cloudscheduler.googleapis.com",
+        "pubsub.googleapis.com",
+        "eventarc.googleapis.com",
     } <= apis
     assert "secretmanager.googleapis.com" not in apis  # only with secrets
     assert flags(enable)["project"] == FAKE_PROJECT
@@ -267,22 +331,25 @@ def test_dry_run_creates_a_native_database_in_the_region() -> None:
     }
 
 
-def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> None:
+def test_dry_run_creates_five_service_accounts_each_with_only_its_roles() -> None:
     commands = dry_run()
     creates = starting(commands, "gcloud", "iam", "service-accounts", "create")
     assert [positionals(c, 4) for c in creates] == [
         ["sms-api"],
         ["sms-sweeper"],
         ["sms-sweeper-invoker"],
+        ["sms-events"],
+        ["sms-events-trigger"],
     ]
     assert all(flags(c)["project"] == FAKE_PROJECT for c in creates)
 
-    # The API's and the sweeper's accounts: roles/datastore.user, alike, on their database
-    # only; and any unconditional binding of that role an older deployment left is removed.
+    # The three functions' accounts: roles/datastore.user, alike, on their database only;
+    # and any unconditional binding of that role an older deployment left is removed.
     bindings = starting(commands, "gcloud", "projects", "add-iam-policy-binding")
     assert [flags(b)["member"] for b in bindings] == [
         f"serviceAccount:{SA_EMAIL}",
         f"serviceAccount:{SWEEPER_EMAIL}",
+        f"serviceAccount:{EVENTS_EMAIL}",
     ]
     for binding in bindings:
         assert positionals(binding, 3) == [FAKE_PROJECT]
@@ -294,18 +361,46 @@ def test_dry_run_creates_three_service_accounts_each_with_only_its_roles() -> No
         assert positionals(removal, 3) == [FAKE_PROJECT]
         assert flags(removal)["role"] == "roles/datastore.user"
         assert flags(removal)["condition"] == "None"  # the unconditional one, and it alone
-    # The scheduler's account: the right to invoke the sweeper, and nothing else.
-    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding")
-    assert positionals(invoker, 3) == ["sms-sweeper"]
-    assert flags(invoker)["member"] == f"serviceAccount:{INVOKER_EMAIL}"
-    assert flags(invoker)["region"] == "us-central1"
-    assert flags(invoker)["project"] == FAKE_PROJECT
+    # The API's and the sweeper's accounts may publish to the events' topic, on the topic.
+    publishers = topic_grants(commands, "sms-events")
+    assert [(flags(p)["member"], flags(p)["role"]) for p in publishers] == [
+        (f"serviceAccount:{SA_EMAIL}", "roles/pubsub.publisher"),
+        (f"serviceAccount:{SWEEPER_EMAIL}", "roles/pubsub.publisher"),
+    ]
+    # The scheduler's and the trigger's accounts: the right to invoke one function each.
+    invokers = starting(commands, "gcloud", "functions", "add-invoker-policy-binding")
+    assert [(positionals(i, 3), flags(i)["member"]) for i in invokers] == [
+        (["sms-sweeper"], f"serviceAccount:{INVOKER_EMAIL}"),
+        (["sms-events"], f"serviceAccount:{TRIGGER_EMAIL}"),
+    ]
+    for invoker in invokers:
+        assert flags(invoker)["region"] == "us-central1"
+        assert flags(invoker)["project"] == FAKE_PROJECT
+    # Pub/Sub's own service agent, for dead-lettering: publish to the dead-letter topic,
+    # and acknowledge on the trigger's subscription.
+    agent = [
+        *topic_grants(commands, "sms-events-dead-letter"),
+        *starting(commands, "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding"),
+    ]
+    assert [(positionals(a, 4), flags(a)["member"], flags(a)["role"]) for a in agent] == [
+        (
+            ["sms-events-dead-letter"],
+            f"serviceAccount:{PUBSUB_AGENT_PLACEHOLDER}",
+            "roles/pubsub.publisher",
+        ),
+        (
+            [SUBSCRIPTION_PLACEHOLDER],
+            f"serviceAccount:{PUBSUB_AGENT_PLACEHOLDER}",
+            "roles/pubsub.subscriber",
+        ),
+    ]
     # No other grant of any kind.
     grants = [c for c in commands if any("policy-binding" in w and "remove-" not in w for w in c)]
-    assert grants == [*bindings, invoker]
+    assert sorted(grants) == sorted([*bindings, *publishers, *invokers, *agent])
     assert [c for c in commands if any("remove-iam-policy-binding" in w for w in c)] == removals
     assert not any("logging.logWriter" in w for c in commands for w in c)
-    assert not any(INVOKER_EMAIL in w for c in bindings + removals for w in c)
+    for account in (INVOKER_EMAIL, TRIGGER_EMAIL):
+        assert not any(account in w for c in bindings + removals + publishers for w in c)
     # The accounts exist before a binding names them.
     assert max(commands.index(c) for c in creates) < min(commands.index(c) for c in grants)
 
@@ -321,12 +416,13 @@ def test_datastore_user_is_bound_to_the_functions_database_only(database: str) -
     resource = f"projects/{FAKE_PROJECT}/databases/{database}"
     # The dry run shows the condition as gcloud gets it, readably, on the binding's line.
     lines = [line for line in result.stdout.splitlines() if "add-iam-policy-binding" in line]
-    assert sum(f'resource.name=="{resource}"' in line for line in lines) == 2, lines
+    assert sum(f'resource.name=="{resource}"' in line for line in lines) == 3, lines
 
     grants = datastore_grants(commands)
     assert [flags(g)["member"] for g in grants] == [
         f"serviceAccount:{SA_EMAIL}",
         f"serviceAccount:{SWEEPER_EMAIL}",
+        f"serviceAccount:{EVENTS_EMAIL}",
     ]
     for grant in grants:
         assert positionals(grant, 3) == [FAKE_PROJECT]
@@ -342,7 +438,7 @@ def test_datastore_user_is_bound_to_the_functions_database_only(database: str) -
         for c in starting(commands, "gcloud", "projects", "add-iam-policy-binding")
     )
     # The functions are given that very database.
-    for name in ("sms-api", "sms-sweeper"):
+    for name in ("sms-api", "sms-sweeper", "sms-events"):
         assert env_vars(deploy_of(commands, name))["FIRESTORE_DATABASE"] == database
     if database != "(default)":
         assert not any("(default)" in w for c in grants + datastore_removals(commands) for w in c)
@@ -360,33 +456,66 @@ def test_datastore_user_is_bound_to_the_functions_database_only(database: str) -
         assert commands.index(grant) < commands.index(removal) < deploy
 
 
+# The README's staging example: every name of its own beside production's.
+STAGING = {
+    "FUNCTION_NAME": "sms-api-staging",
+    "SERVICE_ACCOUNT": "sms-api-staging",
+    "SWEEPER_FUNCTION_NAME": "sms-sweeper-staging",
+    "SWEEPER_SERVICE_ACCOUNT": "sms-sweeper-staging",
+    "SCHEDULER_SERVICE_ACCOUNT": "sms-sweeper-invoker-stg",
+    "SWEEP_JOB": "sms-sweep-staging",
+    "SMS_EVENTS_TOPIC": "sms-events-staging",
+    "EVENTS_FUNCTION_NAME": "sms-events-staging",
+    "EVENTS_SERVICE_ACCOUNT": "sms-events-staging",
+    "EVENTS_TRIGGER_SERVICE_ACCOUNT": "sms-events-trigger-stg",
+    "FIRESTORE_DATABASE": "sms-staging",
+}
+
+
 def test_a_staging_deployment_cannot_reach_the_production_database() -> None:
     """The README's staging example: its own accounts, bound to sms-staging alone."""
-    staging = dry_run(
-        FUNCTION_NAME="sms-api-staging",
-        SERVICE_ACCOUNT="sms-api-staging",
-        SWEEPER_FUNCTION_NAME="sms-sweeper-staging",
-        SWEEPER_SERVICE_ACCOUNT="sms-sweeper-staging",
-        SCHEDULER_SERVICE_ACCOUNT="sms-sweeper-invoker-stg",
-        SWEEP_JOB="sms-sweep-staging",
-        FIRESTORE_DATABASE="sms-staging",
-    )
+    staging = dry_run(**STAGING)
     production = dry_run()
     staged = {flags(g)["member"]: condition_of(g) for g in datastore_grants(staging)}
     assert staged == {
-        f"serviceAccount:sms-api-staging@{FAKE_PROJECT}.iam.gserviceaccount.com": (
+        f"serviceAccount:{account}@{FAKE_PROJECT}.iam.gserviceaccount.com": (
             database_condition("sms-staging")
-        ),
-        f"serviceAccount:sms-sweeper-staging@{FAKE_PROJECT}.iam.gserviceaccount.com": (
-            database_condition("sms-staging")
-        ),
+        )
+        for account in ("sms-api-staging", "sms-sweeper-staging", "sms-events-staging")
     }
     assert {flags(r)["member"] for r in datastore_removals(staging)} == set(staged)
     # Production's accounts keep their own binding, to (default); the two never meet.
     produced = {flags(g)["member"]: condition_of(g) for g in datastore_grants(production)}
-    assert set(produced) == {f"serviceAccount:{SA_EMAIL}", f"serviceAccount:{SWEEPER_EMAIL}"}
+    assert set(produced) == {
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+        f"serviceAccount:{EVENTS_EMAIL}",
+    }
     assert all(c == database_condition("(default)") for c in produced.values())
     assert not set(staged) & set(produced)
+    # Nor do their functions, topics, subscriptions, accounts or job: staging creates,
+    # deploys and binds none of production's.
+    verbs = {"create", "deploy", "add-iam-policy-binding", "add-invoker-policy-binding"}
+
+    def names(commands: list[list[str]]) -> set[str]:
+        """What the commands create, deploy or bind on (the words after the verb)."""
+        out = set()
+        for c in commands:
+            at = [n for n, w in enumerate(c) if w in verbs]
+            if at:
+                out.update(w for w in c[at[0] + 1 :] if not w.startswith("--"))
+        return out
+
+    # Shared: the project, the job's kind, and the dry run's stand-in for the subscription
+    # that Eventarc names after each trigger.
+    assert names(staging) & names(production) == {FAKE_PROJECT, "http", SUBSCRIPTION_PLACEHOLDER}
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    example = re.search(r"^# A staging copy.*?deploy/deploy\.sh$", readme, re.M | re.S)
+    assert example, "no staging example in deploy/README.md"
+    assert dict(re.findall(r"\b([A-Z_]+)=(\S+)", example.group(0))) == {
+        "PROJECT": "my-project",
+        **STAGING,
+    }
 
 
 def test_gcloud_reads_the_condition_as_intended(tmp_path: Path) -> None:
@@ -434,12 +563,7 @@ def test_gcloud_reads_the_condition_as_intended(tmp_path: Path) -> None:
     parsed = json.loads(result.stdout)
     if isinstance(parsed, dict):
         pytest.skip(f"gcloud's condition parser is not where it was: {parsed['skip']}")
-    assert parsed == [
-        database_condition("(default)"),
-        database_condition("(default)"),
-        database_condition("sms-staging"),
-        database_condition("sms-staging"),
-    ]
+    assert parsed == [database_condition("(default)")] * 3 + [database_condition("sms-staging")] * 3
 
 
 def test_dry_run_deploys_the_function() -> None:
@@ -466,6 +590,7 @@ def test_dry_run_deploys_the_function() -> None:
         "FIRESTORE_DATABASE": "(default)",
         "SMS_REQUEST_DEADLINE_SECONDS": "8",
         "SMS_FIRESTORE_TIMEOUT_SECONDS": "5",
+        "SMS_EVENTS_TOPIC": "sms-events",  # where it publishes events
         "SMS_ID_BLOCK_SIZE": "50",
         "THREADS": "8",
         # The carrier's defaults: log only, and the function's own URL for Twilio.
@@ -508,8 +633,11 @@ def test_dry_run_deploys_the_sweeper_without_public_access() -> None:
 
 
 def test_dry_run_runs_the_steps_in_order() -> None:
-    """APIs, database, indexes, accounts, bindings, functions, invoker, job, URL."""
+    """APIs, database, indexes, accounts, topics, bindings, functions, invokers, the
+    subscriptions' schedule, the sweeper's job, URL."""
     commands = dry_run(**TWILIO)
+    events_describes = position(commands, "gcloud", "functions", "describe", "sms-events")
+    assert len(events_describes) == 2  # its trigger, then its URL
     steps = [
         position(commands, "gcloud", "services", "enable"),
         position(commands, "gcloud", "firestore", "databases", "create"),
@@ -517,12 +645,26 @@ def test_dry_run_runs_the_steps_in_order() -> None:
         position(commands, "gcloud", "firestore", "fields", "ttls", "update")
         + position(commands, "gcloud", "firestore", "indexes", "fields", "update"),
         position(commands, "gcloud", "iam", "service-accounts", "create"),
+        position(commands, "gcloud", "pubsub", "topics", "create"),
+        # The publishers' topic exists before they are bound on it.
         position(commands, "gcloud", "projects", "add-iam-policy-binding")
         + position(commands, "gcloud", "projects", "remove-iam-policy-binding")
-        + position(commands, "gcloud", "secrets", "add-iam-policy-binding"),
+        + position(commands, "gcloud", "secrets", "add-iam-policy-binding")
+        + [commands.index(c) for c in topic_grants(commands, "sms-events")],
         [commands.index(deploy_of(commands, "sms-api"))],
         [commands.index(deploy_of(commands, "sms-sweeper"))],
+        [commands.index(deploy_of(commands, "sms-events"))],
         position(commands, "gcloud", "functions", "add-invoker-policy-binding"),
+        # The trigger's subscription exists once the function is deployed; the service
+        # agent may dead-letter before the subscription is told to.
+        events_describes[:1],
+        position(commands, "gcloud", "eventarc", "triggers", "describe"),
+        position(commands, "gcloud", "projects", "describe"),
+        [commands.index(c) for c in topic_grants(commands, "sms-events-dead-letter")]
+        + position(commands, "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding"),
+        position(commands, "gcloud", "pubsub", "subscriptions", "update"),
+        events_describes[1:],
+        position(commands, "gcloud", "pubsub", "subscriptions", "create"),
         position(commands, "gcloud", "functions", "describe", "sms-sweeper"),
         position(commands, "gcloud", "scheduler", "jobs", "create", "http"),
         position(commands, "gcloud", "functions", "describe", "sms-api"),
@@ -611,8 +753,10 @@ def test_the_sweepers_query_has_its_composite_index(tmp_path: Path) -> None:
     assert not unindexed & {"status", "claimed_at", "created_at"}
     assert not [step for step in plan if "--collection-group=carrier_ids" in step]
 
-    composite = only(dry_run(), "gcloud", "firestore", "indexes", "composite", "create")
-    assert composite[5:] == [*sweep_index, "--database=(default)", f"--project={FAKE_PROJECT}"]
+    composites = starting(dry_run(), "gcloud", "firestore", "indexes", "composite", "create")
+    assert [*sweep_index, "--database=(default)", f"--project={FAKE_PROJECT}"] in [
+        c[5:] for c in composites
+    ]
 
 
 def test_dry_run_never_calls_gcloud(tmp_path: Path) -> None:
@@ -626,6 +770,310 @@ def test_dry_run_never_calls_gcloud(tmp_path: Path) -> None:
     commands = commands_of(result.stdout)
     assert starting(commands, "gcloud", "firestore", "databases", "create")
     assert starting(commands, "gcloud", "iam", "service-accounts", "create")
+
+
+# ---- the events and their delivery (SPEC 10.7) --------------------------------------------
+
+
+def test_dry_run_creates_the_events_topic_and_its_dead_letter_topic() -> None:
+    commands = dry_run()
+    topics = starting(commands, "gcloud", "pubsub", "topics", "create")
+    assert topics == [
+        ["gcloud", "pubsub", "topics", "create", "sms-events", f"--project={FAKE_PROJECT}"],
+        [
+            "gcloud",
+            "pubsub",
+            "topics",
+            "create",
+            "sms-events-dead-letter",
+            f"--project={FAKE_PROJECT}",
+        ],
+    ]
+    # Before anything is bound on them, and before the function that is fed by one.
+    first_binding = min(
+        commands.index(c)
+        for c in starting(commands, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
+    )
+    assert commands.index(topics[-1]) < first_binding
+    assert commands.index(topics[-1]) < commands.index(deploy_of(commands, "sms-events"))
+
+
+def test_dry_run_deploys_the_events_function_fed_by_the_topic_without_public_access() -> None:
+    commands = dry_run()
+    events = deploy_of(commands, "sms-events")
+    f = flags(events)
+    assert f["gen2"] is True
+    assert f["runtime"] == "python312"
+    assert f["entry-point"] == "sms_events"
+    assert f["source"] == str(ROOT)  # the same source as the others
+    assert f["region"] == "us-central1"
+    assert f["project"] == FAKE_PROJECT
+    # A CloudEvent function behind an Eventarc trigger on the topic, called as the
+    # trigger's account, its failed deliveries retried.
+    assert f["trigger-topic"] == "sms-events"
+    assert f["trigger-service-account"] == TRIGGER_EMAIL
+    assert f["retry"] is True
+    assert "trigger-http" not in f
+    # Nobody but the trigger's account reaches it; it runs as its own account.
+    assert f["no-allow-unauthenticated"] is True
+    assert "allow-unauthenticated" not in f
+    assert f["service-account"] == EVENTS_EMAIL
+    assert f["timeout"] == "120s"
+    assert (f["memory"], f["cpu"], f["concurrency"]) == ("512Mi", "1", "8")  # as the API
+    assert "set-secrets" not in f
+    api_env = env_vars(deploy_of(commands, "sms-api"))
+    assert env_vars(events) == {
+        **{k: api_env[k] for k in EVERY_FUNCTIONS_ENV},
+        "THREADS": "8",
+    }
+    assert env_vars(events)["SMS_EVENTS_TOPIC"] == "sms-events"
+    # The API and the sweeper publish to that very topic.
+    for name in ("sms-api", "sms-sweeper"):
+        assert env_vars(deploy_of(commands, name))["SMS_EVENTS_TOPIC"] == "sms-events"
+
+
+def test_only_the_api_and_the_sweeper_may_publish_and_only_to_the_topic() -> None:
+    commands = dry_run(**TWILIO)
+    publishers = topic_grants(commands, "sms-events")
+    assert [flags(p)["member"] for p in publishers] == [
+        f"serviceAccount:{SA_EMAIL}",
+        f"serviceAccount:{SWEEPER_EMAIL}",
+    ]
+    for grant in publishers:
+        assert flags(grant)["role"] == "roles/pubsub.publisher"
+        assert flags(grant)["project"] == FAKE_PROJECT
+    # No Pub/Sub role on the project, for anyone; no other role on the events' topic.
+    assert not [
+        c
+        for c in starting(commands, "gcloud", "projects", "add-iam-policy-binding")
+        if "pubsub" in str(flags(c).get("role"))
+    ]
+    assert {
+        flags(c)["role"] for c in starting(commands, "gcloud", "projects", "add-iam-policy-binding")
+    } == {"roles/datastore.user"}
+    # The events function's own account publishes nothing.
+    assert not [
+        c
+        for c in starting(commands, "gcloud", "pubsub")
+        if flags(c).get("member") == f"serviceAccount:{EVENTS_EMAIL}"
+    ]
+
+
+def test_the_trigger_account_may_invoke_the_events_function_and_nothing_else() -> None:
+    commands = dry_run()
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding", "sms-events")
+    assert flags(invoker) == {
+        "region": "us-central1",
+        "member": f"serviceAccount:{TRIGGER_EMAIL}",
+        "project": FAKE_PROJECT,
+        "format": "none",
+    }
+    # Granted once the function exists; the account appears in no other grant.
+    assert commands.index(deploy_of(commands, "sms-events")) < commands.index(invoker)
+    grants = [c for c in commands if any("policy-binding" in w for w in c)]
+    assert [c for c in grants if any(TRIGGER_EMAIL in w for w in c)] == [invoker]
+
+
+def test_the_triggers_subscription_retries_for_3_days_then_dead_letters() -> None:
+    commands = dry_run()
+    # Its name, read from the function's trigger (placeholders in a dry run).
+    trigger = starting(commands, "gcloud", "functions", "describe", "sms-events")[0]
+    assert flags(trigger)["format"] == "value(eventTrigger.trigger)"
+    assert flags(trigger)["region"] == "us-central1"
+    eventarc = only(commands, "gcloud", "eventarc", "triggers", "describe")
+    assert positionals(eventarc, 4) == [TRIGGER_PLACEHOLDER]
+    assert flags(eventarc) == {
+        "location": "us-central1",
+        "project": FAKE_PROJECT,
+        "format": "value(transport.pubsub.subscription)",
+    }
+    number = only(commands, "gcloud", "projects", "describe")
+    assert number == [
+        "gcloud",
+        "projects",
+        "describe",
+        FAKE_PROJECT,
+        "--format=value(projectNumber)",
+    ]
+    # Pub/Sub's service agent may dead-letter: publish there, acknowledge here.
+    agent = f"--member=serviceAccount:{PUBSUB_AGENT_PLACEHOLDER}"
+    publish = only(topic_grants(commands, "sms-events-dead-letter"), "gcloud")
+    assert publish[5:] == [
+        agent,
+        "--role=roles/pubsub.publisher",
+        f"--project={FAKE_PROJECT}",
+        "--format=none",
+    ]
+    subscribe = only(commands, "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding")
+    assert subscribe[4:] == [
+        SUBSCRIPTION_PLACEHOLDER,
+        agent,
+        "--role=roles/pubsub.subscriber",
+        f"--project={FAKE_PROJECT}",
+        "--format=none",
+    ]
+    # The schedule: 10 s to 10 minutes apart, 3 days, then the dead-letter topic.
+    update = only(commands, "gcloud", "pubsub", "subscriptions", "update")
+    assert update == [
+        "gcloud",
+        "pubsub",
+        "subscriptions",
+        "update",
+        SUBSCRIPTION_PLACEHOLDER,
+        *DELIVERY_SCHEDULE,
+        "--dead-letter-topic=sms-events-dead-letter",
+        "--max-delivery-attempts=100",
+        f"--project={FAKE_PROJECT}",
+    ]
+    order = [trigger, eventarc, number, publish, subscribe, update]
+    assert [commands.index(c) for c in order] == sorted(commands.index(c) for c in order)
+
+
+def test_the_dead_letters_are_pushed_back_to_the_events_function() -> None:
+    """The second lap: Pub/Sub stops at 100 attempts, endpoints are retried for 3 days."""
+    commands = dry_run()
+    url = starting(commands, "gcloud", "functions", "describe", "sms-events")[-1]
+    assert flags(url)["format"] == "value(serviceConfig.uri)"
+    retry = only(commands, "gcloud", "pubsub", "subscriptions", "create")
+    assert retry == [
+        "gcloud",
+        "pubsub",
+        "subscriptions",
+        "create",
+        "sms-events-dead-letter-retry",
+        "--topic=sms-events-dead-letter",
+        f"--push-endpoint={EVENTS_URL_PLACEHOLDER}",
+        f"--push-auth-service-account={TRIGGER_EMAIL}",
+        *DELIVERY_SCHEDULE,
+        "--expiration-period=never",
+        f"--project={FAKE_PROJECT}",
+    ]
+    # No dead-letter topic of its own: there is no third lap.
+    assert "dead-letter-topic" not in flags(retry)
+    assert commands.index(url) < commands.index(retry)
+    # Once the function may be invoked by that account.
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding", "sms-events")
+    assert commands.index(invoker) < commands.index(retry)
+
+
+def test_the_summary_names_the_events_function_and_its_topic() -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, SMS_EVENTS_TOPIC="crm-events")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    at = lines.index(f"Events:           {EVENTS_URL_PLACEHOLDER}")
+    assert lines[at + 1] == "                  (no public access; fed by topic crm-events)"
+
+
+def test_events_settings_change_the_commands() -> None:
+    commands = dry_run(
+        REGION="europe-west1",
+        SMS_EVENTS_TOPIC="crm-events",
+        EVENTS_FUNCTION_NAME="crm-webhooks",
+        EVENTS_SERVICE_ACCOUNT="crm-webhooks",
+        EVENTS_TRIGGER_SERVICE_ACCOUNT="crm-webhooks-push",
+        EVENTS_TIMEOUT="300s",
+    )
+    account = f"crm-webhooks@{FAKE_PROJECT}.iam.gserviceaccount.com"
+    pusher = f"crm-webhooks-push@{FAKE_PROJECT}.iam.gserviceaccount.com"
+    creates = starting(commands, "gcloud", "iam", "service-accounts", "create")
+    assert [c[4] for c in creates][-2:] == ["crm-webhooks", "crm-webhooks-push"]
+    assert [c[4] for c in starting(commands, "gcloud", "pubsub", "topics", "create")] == [
+        "crm-events",
+        "crm-events-dead-letter",
+    ]
+    events = deploy_of(commands, "crm-webhooks")
+    f = flags(events)
+    assert (f["trigger-topic"], f["trigger-service-account"]) == ("crm-events", pusher)
+    assert (f["service-account"], f["timeout"], f["region"]) == (account, "300s", "europe-west1")
+    for deploy in starting(commands, "gcloud", "functions", "deploy"):
+        assert env_vars(deploy)["SMS_EVENTS_TOPIC"] == "crm-events"
+    assert {positionals(c, 4)[0] for c in topic_grants(commands, "crm-events")} == {"crm-events"}
+    assert len(topic_grants(commands, "crm-events")) == 2
+    assert len(topic_grants(commands, "crm-events-dead-letter")) == 1
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding", "crm-webhooks")
+    assert flags(invoker)["member"] == f"serviceAccount:{pusher}"
+    # Pub/Sub waits as long as the function may run, on both laps.
+    update = only(commands, "gcloud", "pubsub", "subscriptions", "update")
+    retry = only(commands, "gcloud", "pubsub", "subscriptions", "create")
+    for subscription in (update, retry):
+        assert flags(subscription)["ack-deadline"] == "300"
+    assert flags(update)["dead-letter-topic"] == "crm-events-dead-letter"
+    assert positionals(retry, 4) == ["crm-events-dead-letter-retry"]
+    assert flags(retry)["topic"] == "crm-events-dead-letter"
+    assert flags(retry)["push-auth-service-account"] == pusher
+    assert flags(retry)["push-endpoint"] == (
+        "https://<URL of crm-webhooks, printed by the describe above>"
+    )
+    describe = only(commands, "gcloud", "eventarc", "triggers", "describe")
+    assert positionals(describe, 4) == ["<trigger of crm-webhooks, printed by the describe above>"]
+    assert flags(describe)["location"] == "europe-west1"
+
+
+def test_dry_run_applies_the_indexes_of_the_events_the_chats_and_the_held_messages() -> None:
+    commands = dry_run()
+    where = ["--database=(default)", f"--project={FAKE_PROJECT}"]
+
+    def composite(group: str, scope: str, *fields: str) -> list[str]:
+        return [
+            "gcloud",
+            "firestore",
+            "indexes",
+            "composite",
+            "create",
+            f"--collection-group={group}",
+            f"--query-scope={scope}",
+            *[f"--field-config=field-path={f}" for f in fields],
+            *where,
+        ]
+
+    created = starting(commands, "gcloud", "firestore", "indexes", "composite", "create")
+    newest_first = ("created_at,order=descending", "id,order=descending")
+    for index in (
+        # GET /apps/api/v1/chats: newest first, by status and/or number.
+        composite("chats", "collection", *newest_first),
+        composite("chats", "collection", "status,order=ascending", *newest_first),
+        composite("chats", "collection", "end_user_number,order=ascending", *newest_first),
+        composite(
+            "chats",
+            "collection",
+            "end_user_number,order=ascending",
+            "status,order=ascending",
+            *newest_first,
+        ),
+        # The sweeper: sessions idle past their timeout, held messages now due, events not
+        # yet dispatched.
+        composite(
+            "chats", "collection-group", "status,order=ascending", "expires_at,order=ascending"
+        ),
+        composite(
+            "messages",
+            "collection-group",
+            "status,order=ascending",
+            "scheduled_for,order=ascending",
+        ),
+        composite(
+            "events", "collection-group", "dispatched,order=ascending", "timestamp,order=ascending"
+        ),
+        # GET /apps/api/v1/events?type=...: oldest first.
+        composite("events", "collection", "type,order=ascending", "timestamp,order=ascending"),
+    ):
+        assert index in created, index
+    assert len(created) == 9  # and the sweeper's claim query's (test above)
+
+    ttls = {
+        (c[5], c[6]): c[7:]
+        for c in starting(commands, "gcloud", "firestore", "fields", "ttls", "update")
+    }
+    exempt = {
+        (c[5], c[6]): c[7:]
+        for c in starting(commands, "gcloud", "firestore", "indexes", "fields", "update")
+    }
+    for group in ("events", "deliveries", "webhook_attempts"):
+        target = ("expires_at", f"--collection-group={group}")
+        assert ttls[target] == ["--enable-ttl", *where]
+        assert exempt[target] == ["--disable-indexes", *where]
+    assert exempt[("body", "--collection-group=events")] == ["--disable-indexes", *where]
+    assert ("body", "--collection-group=events") not in ttls
 
 
 # ---- overrides ----------------------------------------------------------------------------
@@ -678,6 +1126,7 @@ def test_environment_overrides_change_the_commands() -> None:
         "FIRESTORE_DATABASE": "sms-staging",
         "SMS_REQUEST_DEADLINE_SECONDS": "6",
         "SMS_FIRESTORE_TIMEOUT_SECONDS": "2.5",
+        "SMS_EVENTS_TOPIC": "sms-events",
         "SMS_ID_BLOCK_SIZE": "200",
         "THREADS": "16",
         "SMS_CARRIER": "log",
@@ -693,6 +1142,15 @@ def test_environment_overrides_change_the_commands() -> None:
     assert (s["min-instances"], s["max-instances"], s["concurrency"]) == ("0", "1", "1")
     assert {k: v for k, v in env_vars(sweeper).items() if k in SHARED_ENV} == {
         k: v for k, v in env_vars(deploy).items() if k in SHARED_ENV
+    }
+    # And so does the events function, which serves as many requests as the API at once.
+    events = deploy_of(commands, "sms-events")
+    e = flags(events)
+    assert (e["region"], e["project"]) == ("europe-west1", "other-project")
+    assert (e["memory"], e["cpu"], e["timeout"], e["concurrency"]) == ("1Gi", "2", "120s", "16")
+    assert env_vars(events) == {
+        **{k: v for k, v in env_vars(deploy).items() if k in EVERY_FUNCTIONS_ENV},
+        "THREADS": "16",
     }
     describe = starting(commands, "gcloud", "functions", "describe")[-1]
     assert positionals(describe, 3) == ["sms-api-staging"]
@@ -719,15 +1177,18 @@ def test_secrets_are_set_and_each_secret_readable_by_the_function() -> None:
     for c in grants:
         assert flags(c)["role"] == "roles/secretmanager.secretAccessor"
         assert flags(c)["member"] == f"serviceAccount:{SA_EMAIL}"
-    # The project-wide grants are still the datastore.user ones, of the API and the sweeper.
-    assert len(starting(commands, "gcloud", "projects", "add-iam-policy-binding")) == 2
+    # The project-wide grants are still the datastore.user ones, of the three functions.
+    assert len(datastore_grants(commands)) == 3
+    assert len(starting(commands, "gcloud", "projects", "add-iam-policy-binding")) == 3
+    # The events function has no secret to read.
+    assert "set-secrets" not in flags(deploy_of(commands, "sms-events"))
 
 
 def test_build_service_account_is_passed_in_the_form_gcloud_wants() -> None:
     commands = dry_run(BUILD_SERVICE_ACCOUNT=f"builder@{FAKE_PROJECT}.iam.gserviceaccount.com")
     deploys = starting(commands, "gcloud", "functions", "deploy")
-    assert len(deploys) == 2
-    for deploy in deploys:  # both functions are built alike
+    assert len(deploys) == 3
+    for deploy in deploys:  # every function is built alike
         assert flags(deploy)["build-service-account"] == (
             f"projects/{FAKE_PROJECT}/serviceAccounts/builder@{FAKE_PROJECT}.iam.gserviceaccount.com"
         )
@@ -743,20 +1204,25 @@ def test_sweeper_and_schedule_settings_change_the_commands() -> None:
         SWEEP_JOB="sweep-staging",
         SWEEP_SCHEDULE="*/5 * * * *",
         SCHEDULER_LOCATION="europe-west3",
-        SMS_SWEEP_AFTER_SECONDS="0",
+        SMS_SWEEP_AFTER_SECONDS="15",  # the least the functions take
     )
     sweeper_email = f"sweeper-staging@{FAKE_PROJECT}.iam.gserviceaccount.com"
     invoker_email = f"sweep-caller@{FAKE_PROJECT}.iam.gserviceaccount.com"
     creates = starting(commands, "gcloud", "iam", "service-accounts", "create")
-    assert [c[4] for c in creates] == ["sms-api", "sweeper-staging", "sweep-caller"]
+    assert [c[4] for c in creates] == [
+        "sms-api",
+        "sweeper-staging",
+        "sweep-caller",
+        "sms-events",
+        "sms-events-trigger",
+    ]
     sweeper = deploy_of(commands, "sweeper-staging")
     assert flags(sweeper)["service-account"] == sweeper_email
     assert flags(sweeper)["timeout"] == "90s"
     assert flags(sweeper)["region"] == "europe-west1"
-    assert env_vars(sweeper)["SMS_SWEEP_AFTER_SECONDS"] == "0"
-    assert env_vars(deploy_of(commands, "sms-api"))["SMS_SWEEP_AFTER_SECONDS"] == "0"
-    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding")
-    assert positionals(invoker, 3) == ["sweeper-staging"]
+    assert env_vars(sweeper)["SMS_SWEEP_AFTER_SECONDS"] == "15"
+    assert env_vars(deploy_of(commands, "sms-api"))["SMS_SWEEP_AFTER_SECONDS"] == "15"
+    invoker = only(commands, "gcloud", "functions", "add-invoker-policy-binding", "sweeper-staging")
     assert flags(invoker)["member"] == f"serviceAccount:{invoker_email}"
     describe = only(commands, "gcloud", "functions", "describe", "sweeper-staging")
     assert flags(describe)["region"] == "europe-west1"
@@ -1036,6 +1502,12 @@ def test_bad_settings_are_refused_before_any_command(name: str, value: str) -> N
         ({"SWEEP_SCHEDULE": "every 1 minutes"}, "SWEEP_SCHEDULE"),
         ({"SWEEP_SCHEDULE": "* * * *"}, "SWEEP_SCHEDULE"),
         ({"SWEEP_JOB": "sms sweep"}, "SWEEP_JOB"),
+        # The functions refuse to start with less than 15.
+        ({"SMS_SWEEP_AFTER_SECONDS": "14"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_SWEEP_AFTER_SECONDS": "14.99"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_SWEEP_AFTER_SECONDS": "0"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_SWEEP_AFTER_SECONDS": ".5"}, "SMS_SWEEP_AFTER_SECONDS"),
+        ({"SMS_SWEEP_AFTER_SECONDS": "0014"}, "SMS_SWEEP_AFTER_SECONDS"),
     ],
 )
 def test_bad_carrier_and_sweeper_settings_are_refused_before_any_command(
@@ -1045,6 +1517,79 @@ def test_bad_carrier_and_sweeper_settings_are_refused_before_any_command(
     assert result.returncode == 2, result.stdout
     assert named in result.stderr
     assert result.stdout == ""
+
+
+def test_sms_sweep_after_seconds_below_15_is_refused_with_the_least_it_takes() -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, SMS_SWEEP_AFTER_SECONDS="14")
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "deploy.sh: SMS_SWEEP_AFTER_SECONDS must be a number, 15 or more, not '14'\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["15", "15.0", "15.5", "015", "60", "86400", "12345678901"])
+def test_sms_sweep_after_seconds_of_15_or_more_is_taken(value: str) -> None:
+    for deploy in starting(dry_run(SMS_SWEEP_AFTER_SECONDS=value), "gcloud", "functions"):
+        if deploy[2] == "deploy" and deploy[3] != "sms-events":
+            assert env_vars(deploy)["SMS_SWEEP_AFTER_SECONDS"] == value
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"SMS_EVENTS_TOPIC": "sms events"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "sms-events,X=1"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "1events"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "ab"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "goog-events"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "projects/p/topics/sms-events"}, "SMS_EVENTS_TOPIC"),
+        ({"SMS_EVENTS_TOPIC": "e" * 238}, "SMS_EVENTS_TOPIC"),  # no room for -dead-letter-retry
+        ({"EVENTS_FUNCTION_NAME": "sms events"}, "EVENTS_FUNCTION_NAME"),
+        ({"EVENTS_FUNCTION_NAME": "sms-api"}, "EVENTS_FUNCTION_NAME"),
+        ({"EVENTS_FUNCTION_NAME": "sms-sweeper"}, "EVENTS_FUNCTION_NAME"),
+        ({"EVENTS_SERVICE_ACCOUNT": "Events"}, "EVENTS_SERVICE_ACCOUNT"),
+        ({"EVENTS_SERVICE_ACCOUNT": "sms-api"}, "EVENTS_SERVICE_ACCOUNT"),
+        ({"EVENTS_SERVICE_ACCOUNT": "sms-sweeper"}, "EVENTS_SERVICE_ACCOUNT"),
+        ({"EVENTS_SERVICE_ACCOUNT": "sms-sweeper-invoker"}, "EVENTS_SERVICE_ACCOUNT"),
+        ({"EVENTS_TRIGGER_SERVICE_ACCOUNT": "trg"}, "EVENTS_TRIGGER_SERVICE_ACCOUNT"),
+        ({"EVENTS_TRIGGER_SERVICE_ACCOUNT": "sms-events"}, "EVENTS_TRIGGER_SERVICE_ACCOUNT"),
+        ({"EVENTS_TRIGGER_SERVICE_ACCOUNT": "sms-api"}, "EVENTS_TRIGGER_SERVICE_ACCOUNT"),
+        (
+            {"EVENTS_TRIGGER_SERVICE_ACCOUNT": "sms-sweeper-invoker"},
+            "EVENTS_TRIGGER_SERVICE_ACCOUNT",
+        ),
+        # An earlier account that takes the events' default names the later one.
+        ({"SCHEDULER_SERVICE_ACCOUNT": "sms-events-trigger"}, "EVENTS_TRIGGER_SERVICE_ACCOUNT"),
+        ({"SERVICE_ACCOUNT": "sms-events"}, "EVENTS_SERVICE_ACCOUNT"),
+        ({"EVENTS_TIMEOUT": "120"}, "EVENTS_TIMEOUT"),
+        ({"EVENTS_TIMEOUT": "2m"}, "EVENTS_TIMEOUT"),
+        ({"EVENTS_TIMEOUT": "9s"}, "EVENTS_TIMEOUT"),
+        ({"EVENTS_TIMEOUT": "541s"}, "EVENTS_TIMEOUT"),
+        ({"EVENTS_TIMEOUT": "0120s"}, "EVENTS_TIMEOUT"),
+    ],
+)
+def test_bad_events_settings_are_refused_before_any_command(
+    settings: dict[str, str], named: str
+) -> None:
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, **settings)
+    assert result.returncode == 2, result.stdout
+    assert named in result.stderr
+    assert result.stdout == ""
+
+
+def test_two_jobs_are_never_given_one_account_or_one_function() -> None:
+    result = deploy_sh(
+        "--dry-run", PROJECT=FAKE_PROJECT, EVENTS_TRIGGER_SERVICE_ACCOUNT="sms-sweeper-invoker"
+    )
+    assert result.stderr == (
+        "deploy.sh: EVENTS_TRIGGER_SERVICE_ACCOUNT must differ from SCHEDULER_SERVICE_ACCOUNT"
+        " ('sms-sweeper-invoker')\n"
+    )
+    result = deploy_sh("--dry-run", PROJECT=FAKE_PROJECT, EVENTS_FUNCTION_NAME="sms-api")
+    assert result.stderr == (
+        "deploy.sh: EVENTS_FUNCTION_NAME must differ from FUNCTION_NAME ('sms-api')\n"
+    )
 
 
 @pytest.mark.parametrize("missing", ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN_SECRET"])
@@ -1096,6 +1641,16 @@ def test_readme_explains_every_setting_the_carrier_and_the_sweeper() -> None:
         "--condition=None",
         "X-Serverless-Authorization",
         "order systems, CRMs, webhooks",
+        # The events: the two laps, and why there are two.
+        "--trigger-topic=sms-events",
+        "--retry",
+        "--min-retry-delay=10s --max-retry-delay=600s",
+        "--message-retention-duration=3d",
+        "at most 100 delivery attempts",
+        "sms-events-dead-letter-retry",
+        "service-<project number>@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "--expiration-period=never",
+        "gcloud pubsub topics add-iam-policy-binding sms-events",
     ):
         assert text in readme, text
     # The IAM check is not kept off for want of a header: the reason is the callers.
@@ -1192,15 +1747,29 @@ def test_gcloud_accepts_every_printed_command(tmp_path: Path) -> None:
     # The bindings of a named database as well, and their removal of an unconditional one.
     staging = dry_run(FIRESTORE_DATABASE="sms-staging")
     commands += datastore_grants(staging) + datastore_removals(staging)
-    assert len(datastore_grants(commands)) == len(datastore_removals(commands)) == 4
-    # And the update a second run makes of the scheduler job: the same flags, with the URL
-    # gcloud gives (test_a_second_run_keeps_what_exists_and_updates_the_job).
+    assert len(datastore_grants(commands)) == len(datastore_removals(commands)) == 6
+    # Where the dry run shows a placeholder, a real run has what gcloud described: a
+    # trigger's and a subscription's full names, the service agent of a project number, a
+    # function's run.app URL (test_a_second_run_keeps_what_exists_and_updates_the_job).
     job = only(commands, "gcloud", "scheduler", "jobs", "create", "http")
-    url = "https://sms-sweeper-abc123-uc.a.run.app"
+    retry = only(commands, "gcloud", "pubsub", "subscriptions", "create")
+    commands += [described(c) for c in commands if described(c) != c]
+    # And the updates a second run makes of the scheduler job and of the dead-letter
+    # subscription: the same flags as their creation.
+    commands.append(["gcloud", "scheduler", "jobs", "update", "http", *described(job)[5:]])
     commands.append(
-        ["gcloud", "scheduler", "jobs", "update", "http"]
-        + [w.replace(SWEEPER_URL_PLACEHOLDER, url) for w in job[5:]]
+        [
+            "gcloud",
+            "pubsub",
+            "subscriptions",
+            "update",
+            *[w for w in described(retry)[4:] if not w.startswith("--topic=")],
+        ]
     )
+    # gcloud's parser checks Pub/Sub's limits too (600s apart at most, 31 days' retention
+    # at most, 100 attempts at most): the trigger's subscription (as printed, and as run) and
+    # the dead-letter subscription's update are within them.
+    assert len(starting(commands, "gcloud", "pubsub", "subscriptions", "update")) == 3
     env = offline_gcloud_env(tmp_path / "gcloud-config")
 
     def attempt(command: list[str]) -> tuple[list[str], int, str]:
@@ -1311,17 +1880,25 @@ def test_fields_already_configured_are_left_alone(tmp_path: Path) -> None:
     ]
 
 
-# A project where everything exists: the database (Native mode), the accounts, the fields as
-# firestore.indexes.json wants them, the functions (at run.app URLs) and, unless NO_JOB is
-# set, the scheduler job. Unless NO_OLD_BINDING is set, the unconditional roles/datastore.user
-# bindings of an older deployment exist too; with it, removing them answers as gcloud does
-# when there is no such binding. Every other call succeeds and prints nothing.
-EXISTING_PROJECT = """case "$1 $2 $3" in
+# A project where everything exists: the database (Native mode), the accounts, the topics,
+# the fields as firestore.indexes.json wants them, the functions (at run.app URLs; the
+# events function with its Eventarc trigger and that trigger's subscription) and, unless
+# NO_JOB is set, the scheduler job and the dead-letter topic's subscription. Unless
+# NO_OLD_BINDING is set, the unconditional roles/datastore.user bindings of an older
+# deployment exist too; with it, removing them answers as gcloud does when there is no such
+# binding. Every other call succeeds and prints nothing.
+EXISTING_PROJECT = f"""case "$1 $2 $3" in
   "firestore databases describe") echo FIRESTORE_NATIVE ;;
   "firestore indexes fields")
-    [ "$4" != describe ] || echo '{"ttlConfig": {"state": "ACTIVE"}, "indexConfig": {}}' ;;
-  "functions describe "*) echo "https://$3-abc123-uc.a.run.app" ;;
-  "scheduler jobs describe") [ -z "$NO_JOB" ] || exit 1 ;;
+    [ "$4" != describe ] || echo '{{"ttlConfig": {{"state": "ACTIVE"}}, "indexConfig": {{}}}}' ;;
+  "functions describe "*)
+    case "$*" in
+      *eventTrigger.trigger*) echo "{TRIGGER}" ;;
+      *) echo "https://$3-abc123-uc.a.run.app" ;;
+    esac ;;
+  "eventarc triggers describe") [ "$4" = "{TRIGGER}" ] && echo "{SUBSCRIPTION}" ;;
+  "projects describe {FAKE_PROJECT}") echo 123456789012 ;;
+  "scheduler jobs describe" | "pubsub subscriptions describe") [ -z "$NO_JOB" ] || exit 1 ;;
   "projects remove-iam-policy-binding "*)
     if [ -n "$NO_OLD_BINDING" ]; then
       echo "ERROR: Policy binding with the specified principal, role, and condition not found!" >&2
@@ -1336,6 +1913,8 @@ exit 0"""
 def test_a_second_run_keeps_what_exists_and_updates_the_job(
     tmp_path: Path, job_exists: bool, old_binding: bool
 ) -> None:
+    """And updates the subscriptions; the job and the dead-letter subscription are made
+    anew when they are missing."""
     env, calls = gcloud_stand_in(tmp_path, EXISTING_PROJECT)
     env.update(TWILIO, PROJECT=FAKE_PROJECT)
     if not job_exists:
@@ -1346,46 +1925,69 @@ def test_a_second_run_keeps_what_exists_and_updates_the_job(
     assert result.returncode == 0, result.stderr
     changes = [c for c in calls_of(calls) if "describe" not in c[:4]]
     verb = "update" if job_exists else "create"
+    indexes = len(declared()["indexes"])
     assert [c[:3] for c in changes] == [
         ["services", "enable", "cloudfunctions.googleapis.com"],
-        ["firestore", "indexes", "composite"],  # always tried: "already exists" is fine
+        # always tried: "already exists" is fine
+        *[["firestore", "indexes", "composite"]] * indexes,
         ["projects", "add-iam-policy-binding", FAKE_PROJECT],
         ["projects", "remove-iam-policy-binding", FAKE_PROJECT],  # "not found" is fine
         ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
+        ["pubsub", "topics", "add-iam-policy-binding"],
         ["projects", "add-iam-policy-binding", FAKE_PROJECT],
         ["projects", "remove-iam-policy-binding", FAKE_PROJECT],
         ["secrets", "add-iam-policy-binding", "twilio-auth-token"],
+        ["pubsub", "topics", "add-iam-policy-binding"],
+        ["projects", "add-iam-policy-binding", FAKE_PROJECT],
+        ["projects", "remove-iam-policy-binding", FAKE_PROJECT],
         ["functions", "deploy", "sms-api"],
         ["functions", "deploy", "sms-sweeper"],
+        ["functions", "deploy", "sms-events"],
         ["functions", "add-invoker-policy-binding", "sms-sweeper"],
+        ["functions", "add-invoker-policy-binding", "sms-events"],
+        ["pubsub", "topics", "add-iam-policy-binding"],
+        ["pubsub", "subscriptions", "add-iam-policy-binding"],
+        ["pubsub", "subscriptions", "update"],
+        ["pubsub", "subscriptions", verb],
         ["scheduler", "jobs", verb],
     ]
-    assert [flags(c).get("member") for c in changes[2:8]] == [
-        *[f"serviceAccount:{SA_EMAIL}"] * 3,
-        *[f"serviceAccount:{SWEEPER_EMAIL}"] * 3,
+    iam = changes[1 + indexes : 1 + indexes + 10]
+    assert [flags(c).get("member") for c in iam] == [
+        *[f"serviceAccount:{SA_EMAIL}"] * 4,
+        *[f"serviceAccount:{SWEEPER_EMAIL}"] * 4,
+        *[f"serviceAccount:{EVENTS_EMAIL}"] * 2,
     ]
     # The bindings are those of the dry run: conditional on the database, then the removal
     # of the unconditional one.
     planned_iam = datastore_grants(dry_run(**TWILIO)) + datastore_removals(dry_run(**TWILIO))
     assert sorted(["gcloud", *c] for c in changes if c[0] == "projects") == sorted(planned_iam)
     assert (" (no such binding: nothing to remove)" in result.stderr) is not old_binding
-    assert flags(changes[10])["member"] == f"serviceAccount:{INVOKER_EMAIL}"
-    # The job gets the flags of the dry run, with the URL gcloud gave for the sweeper.
-    sweeper_url = "https://sms-sweeper-abc123-uc.a.run.app"
-    planned = only(dry_run(**TWILIO), "gcloud", "scheduler", "jobs", "create", "http")
-    assert changes[-1] == [
-        "scheduler",
-        "jobs",
-        verb,
-        "http",
-        *(w.replace(SWEEPER_URL_PLACEHOLDER, sweeper_url) for w in planned[5:]),
-    ]
+    # Everything after the functions is what the dry run shows, with what gcloud described
+    # (URLs, the trigger's subscription, the project's number) in place of its placeholders.
+    planned = commands_of(deploy_sh("--dry-run", **TWILIO, PROJECT=FAKE_PROJECT).stdout)
+    after = planned.index(deploy_of(planned, "sms-events")) + 1
+    planned = [described(c)[1:] for c in planned[after:] if "describe" not in c[:4]]
+    if job_exists:  # updated with the flags it is created with
+        planned[-2] = ["pubsub", "subscriptions", "update"] + [
+            w for w in planned[-2][3:] if not w.startswith("--topic=")
+        ]
+        planned[-1] = ["scheduler", "jobs", "update", *planned[-1][3:]]
+    assert changes[-len(planned) :] == planned
+    assert changes[-5][3] == "sms-events-dead-letter"
+    assert flags(changes[-5])["member"] == f"serviceAccount:{PUBSUB_AGENT}"
+    assert changes[-4][3] == changes[-3][3] == SUBSCRIPTION
+    assert flags(changes[-3])["dead-letter-topic"] == "sms-events-dead-letter"
+    assert changes[-2][3] == "sms-events-dead-letter-retry"
+    assert flags(changes[-2])["push-endpoint"] == EVENTS_URL
+    assert flags(changes[-1])["uri"] == SWEEPER_URL
     # Nothing the first run created is created again.
     assert "databases create" not in result.stderr
     assert "service-accounts create" not in result.stderr
+    assert "topics create" not in result.stderr
     assert "exists (Native mode), kept" in result.stderr
     assert "Function URL:     https://sms-api-abc123-uc.a.run.app" in result.stdout
-    assert f"Sweeper:          {sweeper_url}" in result.stdout
+    assert f"Sweeper:          {SWEEPER_URL}" in result.stdout
+    assert f"Events:           {EVENTS_URL}" in result.stdout
 
 
 # ---- what gcloud uploads ------------------------------------------------------------------
@@ -1421,7 +2023,8 @@ def test_upload_is_the_function_and_nothing_else(tmp_path: Path) -> None:
 
 
 def test_uploaded_files_alone_serve_the_function(tmp_path: Path) -> None:
-    """Copied alone into an empty directory, the upload imports and builds the app."""
+    """Copied alone into an empty directory, with the environment deploy.sh gives the API,
+    the upload imports and builds the app."""
     source = tmp_path / "source"
     for name in files_for_upload(tmp_path):
         target = source / name
@@ -1431,6 +2034,7 @@ def test_uploaded_files_alone_serve_the_function(tmp_path: Path) -> None:
             text = target.read_text()
             assert not re.search(r"^\s*(from|import)\s+sms\.(devtools|admin)\b", text, re.M), name
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(env_vars(deploy_of(dry_run(), "sms-api")))
     check = (
         "import functions_framework, sms, sys\n"
         "app = functions_framework.create_app(target='sms_api', source='main.py')\n"
