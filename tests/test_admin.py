@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, basic, count_documents
-from sms import credentials
+from sms import credentials, reach
 from sms.admin.cli import main
+from sms.devtools.emulator import free_port
 
 Admin = Callable[..., tuple[int, Any, str]]
 
@@ -446,3 +450,131 @@ def test_reindex_indexes_existing_numbers_reports_conflicts_and_is_safe_to_run_t
     status, report, _ = admin("numbers", "reindex", name)
     assert (status, report["indexed"], len(report["already"])) == (0, [], 2)
     assert db.document("numbers/+16285550145").get().to_dict() == {"tenant": name}
+
+
+# ---- Firestore not answering: each command gives up within its 10 s and says where it tried ----
+
+STOPPED_HINT = "is the emulator running? (bash scripts/run-local.sh starts one"
+
+
+def test_every_firestore_call_of_a_command_is_one_try_bounded_by_the_commands_10_s(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = firestore.Client(project=PROJECT)
+    calls: list[tuple[str, Any, Any]] = []
+
+    def spy(method_name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append((method_name, kwargs.get("timeout"), kwargs.get("retry", "default")))
+            return method(*args, **kwargs)
+
+        return call
+
+    reach.wrap_generated_calls(client, spy)
+    for argv in (
+        ["tenants", "create", name],
+        ["tenants", "update", name, "--allowed-regions", "US,CA"],
+        ["numbers", "add", name, "+16285550199"],
+        ["numbers", "reindex", name],
+        ["agents", "add", name, "1", "--email", "a@b.co"],
+        ["agents", "update", name, "1", "--name", "A"],
+        ["credentials", "create", name],
+        ["opt-outs", "add", name, "+14155550100"],
+        ["opt-outs", "remove", name, "+14155550100"],
+        ["opt-outs", "list", name],
+        ["tenants", "show", name],
+        ["tenants", "list"],
+        ["numbers", "remove", name, "+16285550199"],
+    ):
+        assert main(argv, client=client) == 0, capsys.readouterr().err
+
+    made = {call for call, _, _ in calls}
+    assert {"batch_get_documents", "run_query", "list_documents", "begin_transaction"} <= made
+    assert "commit" in made
+    for call, timeout, retry in calls:
+        assert retry is None, (call, retry)
+        assert timeout is not None, call
+        assert 0 < timeout <= 10, (call, timeout)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tenants", "list"],
+        ["tenants", "create", "x"],
+        ["numbers", "add", "x", "+16285550199"],
+    ],
+)
+def test_a_command_against_a_stopped_emulator_fails_within_10_s_naming_the_host_and_the_fix(
+    argv: list[str],
+) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": host, "GOOGLE_CLOUD_PROJECT": PROJECT}
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "sms.admin", *argv],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+
+    assert done.returncode == 1, done.stderr
+    assert elapsed < 10, elapsed
+    assert done.stdout == ""
+    assert done.stderr.startswith(
+        f"error: Firestore at {host} (the emulator, FIRESTORE_EMULATOR_HOST) did not answer "
+        "within 10 s: "
+    ), done.stderr
+    assert STOPPED_HINT in done.stderr
+
+
+@pytest.mark.parametrize("failing", ["begin_transaction", "commit"])
+def test_a_number_added_as_the_emulator_stops_is_refused_naming_the_host_and_writes_nothing(
+    emulator_host: str,
+    name: str,
+    db: firestore.Client,
+    capsys: pytest.CaptureFixture[str],
+    failing: str,
+) -> None:
+    client = firestore.Client(project=PROJECT)
+    assert main(["tenants", "create", name], client=client) == 0
+    before = count_documents(db, name)
+
+    def stopped(_: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise gexc.ServiceUnavailable("failed to connect to all addresses")
+
+        return call
+
+    reach.wrap_generated_calls(client, stopped, (failing,))
+    capsys.readouterr()
+
+    status = main(["numbers", "add", name, "+16285550199"], client=client)
+
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, "")
+    assert f"Firestore at {emulator_host} (the emulator, FIRESTORE_EMULATOR_HOST)" in err
+    assert STOPPED_HINT in err
+    assert count_documents(db, name) == before
+    assert not db.document("numbers/+16285550199").get().exists
+
+
+def test_a_firestore_that_never_answers_is_given_up_on_when_the_commands_10_s_are_spent(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        client = firestore.Client(project=PROJECT)
+
+        started = time.monotonic()
+        status = main(["tenants", "show", "x"], client=client)
+        elapsed = time.monotonic() - started
+
+    _, err = capsys.readouterr()
+    assert status == 1
+    assert 9 < elapsed < 10.5, elapsed
+    assert f"error: Firestore at {host} (the emulator, FIRESTORE_EMULATOR_HOST)" in err
+    assert STOPPED_HINT in err

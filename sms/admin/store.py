@@ -4,15 +4,41 @@ The function only reads these documents (sms/repository/); operators write them,
 in the console. Each write is one call with a precondition where the command promises one
 (create: must not exist; update and remove: must exist), so a command either does what it
 says or changes nothing.
+
+Every call is one try (``retry=None``) with a ``timeout=`` of what remains of the command's
+time (``COMMAND_SECONDS``, held by ``sms.deadline``): the library's defaults retry for
+minutes, and a stopped emulator or an unreachable project would leave the operator waiting in
+silence. A transaction's own begin, commit and rollback take no such arguments:
+``sms.reach`` bounds them the same way. Firestore not answering comes out as Unreachable,
+which names where it was tried and how to fix that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+
+from sms import deadline, reach
+
+# The time one command may wait on Firestore, all its calls together.
+COMMAND_SECONDS = 10.0
+# Firestore did not answer: refused, timed out, or given up on.
+_UNANSWERED = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError)
+# What an operator can do about it, by where the command tried.
+_EMULATOR_HINT = (
+    "is the emulator running? (bash scripts/run-local.sh starts one, and prints the export "
+    "line to use)"
+)
+_PROJECT_HINT = "check your network and credentials (gcloud auth application-default login)"
+# Clients whose transaction calls are bounded already (a test hands in the same one often).
+_BOUNDED: weakref.WeakSet[firestore.Client] = weakref.WeakSet()
 
 
 class Missing(Exception):
@@ -27,13 +53,31 @@ class HeldElsewhere(Exists):
     """The phone number belongs to another tenant (numbers/{E.164} names it)."""
 
 
+class Unreachable(Exception):
+    """Firestore did not answer in time; the message says where it was tried and what to do."""
+
+
+def unanswered(exc: BaseException) -> bool:
+    """Whether ``exc`` is Firestore not answering, or was caused by it (the transaction API
+    wraps such failures in ValueError, the service's store in BackendUnavailable)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _UNANSWERED):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
 class ConfigStore:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, database: str = "(default)") -> None:
         self._db = client
+        self._database = database
 
     def _tenant(self, tenant_id: str) -> firestore.DocumentReference:
         ref: firestore.DocumentReference = self._db.collection("tenants").document(tenant_id)
@@ -45,32 +89,77 @@ class ConfigStore:
         )
         return ref
 
+    # -- every call: one try, within what remains of the command's time
+
+    @staticmethod
+    def _bounds() -> dict[str, Any]:
+        return {"retry": None, "timeout": deadline.call_timeout(COMMAND_SECONDS)}
+
+    @contextlib.contextmanager
+    def _answered(self) -> Iterator[None]:
+        """Firestore not answering, as Unreachable; any other failure as it is."""
+        try:
+            yield
+        except (*_UNANSWERED, ValueError) as exc:
+            if not unanswered(exc):
+                raise
+            raise self.unreachable() from exc
+
+    def unreachable(self, seconds: float = COMMAND_SECONDS) -> Unreachable:
+        """What the command says when Firestore did not answer within ``seconds``."""
+        emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if emulator:
+            where = f"Firestore at {emulator} (the emulator, FIRESTORE_EMULATOR_HOST)"
+            hint = _EMULATOR_HINT
+        else:
+            where = f"Firestore of project {self._db.project} (database {self._database})"
+            hint = _PROJECT_HINT
+        return Unreachable(f"{where} did not answer within {seconds:g} s: {hint}")
+
+    def _transaction(self) -> firestore.Transaction:
+        """A transaction whose begin, commit and rollback are bounded like every other call."""
+        if self._db not in _BOUNDED:
+            reach.bound_transaction_calls(self._db, COMMAND_SECONDS)
+            _BOUNDED.add(self._db)
+        transaction: firestore.Transaction = self._db.transaction()
+        return transaction
+
+    # -- reads and writes
+
     def require_tenant(self, tenant_id: str) -> dict[str, Any]:
-        snap = self._tenant(tenant_id).get()
+        with self._answered():
+            snap = self._tenant(tenant_id).get(**self._bounds())
         if not snap.exists:
             raise Missing(f"tenant {tenant_id!r} does not exist")
         data: dict[str, Any] = snap.to_dict() or {}
         return data
 
     def list_tenants(self) -> list[str]:
-        return sorted(ref.id for ref in self._db.collection("tenants").list_documents())
+        with self._answered():
+            refs = list(self._db.collection("tenants").list_documents(**self._bounds()))
+        return sorted(ref.id for ref in refs)
 
     def create(self, ref: firestore.DocumentReference, data: dict[str, Any], what: str) -> None:
         try:
-            ref.create(data)
+            with self._answered():
+                ref.create(data, **self._bounds())
         except gexc.AlreadyExists as exc:
             raise Exists(f"{what} exists already") from exc
 
     def update(self, ref: firestore.DocumentReference, data: dict[str, Any], what: str) -> None:
         try:
-            ref.update(data)
+            with self._answered():
+                ref.update(data, **self._bounds())
         except gexc.NotFound as exc:
             raise Missing(f"{what} does not exist") from exc
 
     def remove(self, ref: firestore.DocumentReference, what: str) -> None:
-        if not ref.get().exists:
+        with self._answered():
+            exists = ref.get(**self._bounds()).exists
+        if not exists:
             raise Missing(f"{what} does not exist")
-        ref.delete()
+        with self._answered():
+            ref.delete(**self._bounds())
 
     # -- numbers: the tenant's outbound_numbers entry and the index numbers/{E.164}, together
 
@@ -81,16 +170,17 @@ class ConfigStore:
 
         @firestore.transactional
         def write(transaction: firestore.Transaction) -> None:
-            held = index.get(transaction=transaction)
+            held = index.get(transaction=transaction, **self._bounds())
             owner = (held.to_dict() or {}).get("tenant") if held.exists else None
             if owner not in (None, tenant_id):
                 raise HeldElsewhere(f"{e164} belongs to tenant {owner!r}")
-            if entry.get(transaction=transaction).exists:
+            if entry.get(transaction=transaction, **self._bounds()).exists:
                 raise Exists(f"outbound number {e164} exists already")
             transaction.create(entry, data)
             transaction.set(index, {"tenant": tenant_id})
 
-        write(self._db.transaction())
+        with self._answered():
+            write(self._transaction())
 
     def remove_number(self, tenant_id: str, e164: str) -> None:
         """The entry, and its index where the index names this tenant."""
@@ -98,28 +188,30 @@ class ConfigStore:
 
         @firestore.transactional
         def write(transaction: firestore.Transaction) -> None:
-            if not entry.get(transaction=transaction).exists:
+            if not entry.get(transaction=transaction, **self._bounds()).exists:
                 raise Missing(f"outbound number {e164} does not exist")
-            held = index.get(transaction=transaction)
+            held = index.get(transaction=transaction, **self._bounds())
             transaction.delete(entry)
             if held.exists and (held.to_dict() or {}).get("tenant") == tenant_id:
                 transaction.delete(index)
 
-        write(self._db.transaction())
+        with self._answered():
+            write(self._transaction())
 
     def index_number(self, tenant_id: str, e164: str) -> str:
         """Index a number the tenant already has: "indexed", "already", or the other owner."""
 
         @firestore.transactional
         def write(transaction: firestore.Transaction) -> str:
-            held = self._index(e164).get(transaction=transaction)
+            held = self._index(e164).get(transaction=transaction, **self._bounds())
             owner = (held.to_dict() or {}).get("tenant") if held.exists else None
             if owner is None:
                 transaction.set(self._index(e164), {"tenant": tenant_id})
                 return "indexed"
             return "already" if owner == tenant_id else str(owner)
 
-        result: str = write(self._db.transaction())
+        with self._answered():
+            result: str = write(self._transaction())
         return result
 
     def _index(self, e164: str) -> firestore.DocumentReference:
@@ -127,7 +219,8 @@ class ConfigStore:
         return ref
 
     def documents(self, tenant_id: str, collection: str) -> list[tuple[str, dict[str, Any]]]:
-        docs = self._tenant(tenant_id).collection(collection).stream()
+        with self._answered():
+            docs = list(self._tenant(tenant_id).collection(collection).stream(**self._bounds()))
         return [(doc.id, doc.to_dict() or {}) for doc in docs]
 
     # -- the documents, by name
