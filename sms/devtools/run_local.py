@@ -7,6 +7,13 @@ token) with the admin command line (python -m sms.admin), serves the function wi
 functions-framework and prints a curl command that works. Ctrl-C stops the server and the
 emulator. With ``--once`` it sends that request itself, prints the answer, and stops: a check
 of the setup.
+
+Sending: the ``log`` carrier by default. With SMS_CARRIER=twilio and neither a Twilio account
+(TWILIO_ACCOUNT_SID) nor TWILIO_API_BASE_URL, it starts the Twilio stand-in
+(sms/devtools/run_standin.py) and sends through it. Either way the function gets
+TWILIO_AUTH_TOKEN and SMS_PUBLIC_BASE_URL (unless they are set), so that Twilio's webhooks can
+be played with ``python -m sms.devtools reply ...``, which it prints. With a Twilio account in
+the environment, the Twilio settings are left as given.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+from sms.devtools import run_standin, webhook
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.server import serving
+from sms.devtools.twilio_standin import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-sms-local"
@@ -34,6 +44,7 @@ DEMO_SETUP = (
      "--last-name", "Doe", "--agent-number", "9", "--avatar-url", "https://foobar.com/johndoe"],
     ["credentials", "create", "demo", "--name", "demo"],
 )  # fmt: skip
+DEMO_CONSUMER = "+14155550100"
 DEMO_BODY = (
     '{"chat_type": "Messaging (SMS)", "end_user_number": "+1 415-555-0100", '
     '"outbound_number": "+1 628-555-0199", "message": "Your order has shipped.", "agentId": 1}'
@@ -60,6 +71,61 @@ def _configure_demo(env: dict[str, str]) -> str:
     return token
 
 
+def _wants_standin(environ: Mapping[str, str]) -> bool:
+    """SMS_CARRIER=twilio with no Twilio account and no API of one's own: the stand-in's."""
+    return (
+        (environ.get("SMS_CARRIER") or "log") == "twilio"
+        and not environ.get("TWILIO_ACCOUNT_SID")
+        and not environ.get("TWILIO_API_BASE_URL")
+    )
+
+
+def _twilio_env(
+    environ: Mapping[str, str], url: str, standin: TwilioStandIn | None
+) -> dict[str, str]:
+    """What the function is given for Twilio: the stand-in's settings, or (log carrier) the
+    webhooks' token and base URL; a Twilio account's settings are left as given."""
+    if standin is not None:
+        return run_standin.function_env(standin, environ.get("SMS_PUBLIC_BASE_URL") or url)
+    if (environ.get("SMS_CARRIER") or "log") == "twilio":
+        return {}
+    return {
+        "TWILIO_AUTH_TOKEN": environ.get("TWILIO_AUTH_TOKEN") or webhook.LOCAL_AUTH_TOKEN,
+        "SMS_PUBLIC_BASE_URL": environ.get("SMS_PUBLIC_BASE_URL") or url,
+    }
+
+
+def _reply_hint(url: str, env: Mapping[str, str]) -> str:
+    """The devtools reply command that works against this run, and what it needs (nothing
+    where the function cannot check Twilio's signatures)."""
+    public = env.get("SMS_PUBLIC_BASE_URL", "").rstrip("/")
+    if not public or not env.get("TWILIO_AUTH_TOKEN"):
+        return ""
+    command = ["python", "-m", "sms.devtools", "reply", DEMO_CONSUMER, "yes please"]
+    if url != webhook.LOCAL_URL:
+        command += ["--url", url]
+    if public != url:
+        command = [f"SMS_PUBLIC_BASE_URL={public}", *command]
+    note = ""
+    if env.get("TWILIO_AUTH_TOKEN") != webhook.LOCAL_AUTH_TOKEN:
+        note = " (with this run's TWILIO_AUTH_TOKEN in the environment)"
+    return (
+        f"A consumer's reply to the demo number, signed as Twilio signs it{note}:\n\n"
+        f"  {shlex.join(command)}\n\n"
+    )
+
+
+def _carrier_line(env: Mapping[str, str], standin: TwilioStandIn | None) -> str:
+    if standin is not None:
+        return (
+            f"Sending: through the Twilio stand-in at {standin.url}, which reports each "
+            "message sent, then delivered."
+        )
+    if (env.get("SMS_CARRIER") or "log") == "twilio":
+        return f"Sending: through Twilio ({env.get('TWILIO_API_BASE_URL') or 'api.twilio.com'})."
+    return "Sending: the log carrier (nothing is sent; SMS_CARRIER=twilio uses a Twilio stand-in)."
+
+
 def _stop(signum: int, _: object) -> None:
     raise SystemExit(0)  # the blocks below stop the server and the emulator on the way out
 
@@ -80,11 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(stop, _stop)
     print(f"Starting the Firestore emulator (log: {logs / 'emulator.log'})", flush=True)
     emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
+    standin: TwilioStandIn | None = None
     try:
+        url = f"http://127.0.0.1:{args.port}"
+        if _wants_standin(os.environ):
+            run_standin.show_activity()
+            standin = run_standin.local_standin().start()
+            print(f"Started a stand-in for Twilio's Messages API on {standin.url}", flush=True)
         env = {
             **os.environ,
             "FIRESTORE_EMULATOR_HOST": emulator.host_port,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
+            **_twilio_env(os.environ, url, standin),
         }
         token = _configure_demo(env)
         with serving(args.port, env) as url:
@@ -99,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\nThe function is serving on {url} with the Firestore emulator at "
                 f"{emulator.host_port}.\nTenant 'demo': outbound number +16285550199, agent 1 "
-                f"(john.doe@foo.com), API token {token}\n\nTry:\n\n  {shlex.join(curl)}\n\n"
+                f"(john.doe@foo.com), API token {token}\n{_carrier_line(env, standin)}\n\n"
+                f"Try:\n\n  {shlex.join(curl)}\n\n{_reply_hint(url, env)}"
                 f"The admin command line, in another terminal, against this emulator:\n\n"
                 f"  cd {shlex.quote(str(ROOT))} && . .venv/bin/activate\n  {exports}\n"
                 f"  python -m sms.admin tenants show demo\n",
@@ -113,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if standin is not None:
+            standin.stop()
         emulator.stop()
         print("\nStopped the server and the emulator.", flush=True)
 
