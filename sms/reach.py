@@ -11,7 +11,10 @@ version, when an upgrade moves what it reaches for:
   ``wrap_generated_calls`` is the same door, for the tests that count a request's calls.
 - gunicorn: the hardened worker of ``sms.serving`` accepts connections with a socket of its
   own (``accept``), and answers what gunicorn refuses by itself in JSON (``write_error``).
-  gunicorn offers worker classes, but no hook at either place.
+  gunicorn offers worker classes, but no hook at either place. The lingering close of an
+  answer given without reading its body (``sms.web.finish``) bounds its waits on the
+  connection's socket, which gunicorn hands an application only as an undocumented key of
+  the WSGI environment (``gunicorn.socket``).
 """
 
 from __future__ import annotations
@@ -103,6 +106,18 @@ def gunicorn_answer_errors_with(
     from gunicorn import util  # noqa: PLC0415
 
     util.write_error = write_error
+
+
+def gunicorn_client_socket(environ: dict[str, Any]) -> socket.socket | None:
+    """The socket of the connection a request came on, where gunicorn serves it over
+    HTTP/1.x; None under another server, or over HTTP/2 (where one socket carries many
+    requests, and no request may change it)."""
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket):
+        return None
+    if not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1."):
+        return None
+    return sock
 
 
 def gunicorn_write(sock: socket.socket, data: bytes) -> None:

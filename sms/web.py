@@ -7,23 +7,29 @@ webhooks, the sweeper and the event dispatcher. An ``ApiError`` is answered as i
 answered 500 and logged with its traceback.
 
 A body is read only by a handler that needs it, and at most MAX_BODY_BYTES of it. A body left
-unread (a 413, a 404, a 405, an answer of the framework's own) is never read afterwards:
+unread (a 413, a 404, a 405, an answer of the framework's own) is never read into memory:
 the answer is handed over as a stream, which functions-framework does not wait on (it reads
 the whole body into memory before other answers), and asks for the connection to be closed,
-since its unread bytes cannot be taken for a next request.
+since its unread bytes cannot be taken for a next request. Once the server has sent the
+answer, what the client still sends of that body is read and discarded, at most LINGER_BYTES
+for at most LINGER_SECONDS (a lingering close, as web servers close): a client that is still
+sending when its answer is ready gets to finish and read the answer, rather than a reset
+that often comes before it has read it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import flask
 
-from sms import deadline, errors, logs, render
+from sms import deadline, errors, logs, reach, render
 from sms.domain import MAX_ID
 from sms.errors import ApiError
 
@@ -33,6 +39,13 @@ _MAX_INT_DIGITS = 4000  # under Python's limit on converting digits to int
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Set in a request's WSGI environment once its whole body has been read.
 _BODY_READ = "sms.body_read"
+# The bounds of a lingering close (see the module's doc). In 2 s (gunicorn's own bound for
+# its graceful close) a client finishes a body of a few times MAX_BODY_BYTES even over a slow
+# link (some 240 KiB at 1 Mbit/s); 1 MiB cuts off within milliseconds a fast client that
+# sends far more (a 400 MB upload). Nothing is kept: each part read is dropped at once.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
+_LINGER_READ_BYTES = 16 * 1024
 
 
 def json_response(
@@ -78,7 +91,8 @@ def read_body(request: flask.Request) -> bytes:
 
 
 def finish(request: flask.Request, response: flask.Response) -> None:
-    """Hand an answer over so that a body nobody read is never read (see the module's doc)."""
+    """Hand an answer over so that a body nobody read is never read into memory, and is read
+    and dropped, within bounds, once the answer is sent (see the module's doc)."""
     if request.environ.get(_BODY_READ):
         return
     has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
@@ -88,6 +102,43 @@ def finish(request: flask.Request, response: flask.Response) -> None:
     data = response.get_data()
     response.response = iter((data,))  # a stream: functions-framework leaves the body be
     response.headers["Content-Length"] = str(len(data))
+    stream, environ = request.stream, request.environ
+    # Run by the server once it has written the answer (it closes the answer's iterable).
+    response.call_on_close(lambda: discard_body(stream, environ))
+
+
+def discard_body(stream: IO[bytes], environ: dict[str, Any]) -> None:
+    """Read what the client still sends of a body nobody read, and drop it: at most
+    LINGER_BYTES, for at most LINGER_SECONDS. Served by gunicorn, whose client sockets wait
+    forever, each wait on the connection is cut to what is left of LINGER_SECONDS (only a
+    client that trickles its body keeps it reading; the hardened worker of sms.serving
+    bounds the whole of it).
+
+    However the body ends (complete, cut off, a broken chunk, a client gone), what follows
+    is the server's: it closes the connection or, where the body was read to its end, may
+    keep it.
+    """
+    sock = reach.gunicorn_client_socket(environ)
+    timeout = sock.gettimeout() if sock is not None else None
+    ends = time.monotonic() + LINGER_SECONDS
+    left = LINGER_BYTES
+    try:
+        while left > 0:
+            wait = ends - time.monotonic()
+            if wait <= 0:
+                return
+            if sock is not None:
+                sock.settimeout(wait)
+            data = stream.read(min(_LINGER_READ_BYTES, left))
+            if not data:
+                return
+            left -= len(data)
+    except Exception:  # noqa: S110 whatever the client did to its body, it is dropped
+        pass
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
 
 
 def _reject_constant(name: str) -> Any:

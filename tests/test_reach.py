@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import socket
 from importlib.metadata import version
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -106,3 +108,22 @@ def test_gunicorns_helpers_keep_their_signatures(
     assert list(inspect.signature(target).parameters) == parameters, moved(
         "gunicorn", reach.GUNICORN_VERSION, f"{module}.{name} takes other arguments"
     )
+
+
+def test_gunicorns_wsgi_environment_carries_the_clients_socket() -> None:
+    from gunicorn.config import Config  # noqa: PLC0415
+    from gunicorn.http import wsgi  # noqa: PLC0415
+
+    request = SimpleNamespace(body=None, method="POST", query="", uri="/", version=(1, 1))
+    client, other = socket.socketpair()
+    with client, other:
+        environ = wsgi.default_environ(request, client, Config())
+
+        assert reach.gunicorn_client_socket(environ) is client, moved(
+            "gunicorn",
+            reach.GUNICORN_VERSION,
+            "the WSGI environment no longer carries the client's socket as gunicorn.socket",
+        )
+        over_http2 = {**environ, "SERVER_PROTOCOL": "HTTP/2"}
+        assert reach.gunicorn_client_socket(over_http2) is None
+    assert reach.gunicorn_client_socket({"wsgi.input": None}) is None  # another server
