@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 CARRIERS = ("log", "twilio")
+# The least SMS_SWEEP_AFTER_SECONDS may be (SPEC 8): a hand-over can be in flight for up to a
+# request's 10 s, and a sweeper that took the message sooner could send it a second time.
+MIN_SWEEP_AFTER_SECONDS = 15.0
 
 
 def _positive_float(
@@ -68,8 +72,12 @@ class Settings:
             project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT") or None,
             database=env.get("FIRESTORE_DATABASE") or "(default)",
             id_block_size=_positive_int(env, "SMS_ID_BLOCK_SIZE", cls.id_block_size),
-            request_deadline_seconds=_positive_float(
-                env, "SMS_REQUEST_DEADLINE_SECONDS", cls.request_deadline_seconds
+            # A request answers within 10 s (SPEC 10.3), and its send is over well before
+            # the sweeper may take the message (SMS_SWEEP_AFTER_SECONDS, at least 15).
+            request_deadline_seconds=_at_most(
+                "SMS_REQUEST_DEADLINE_SECONDS",
+                _positive_float(env, "SMS_REQUEST_DEADLINE_SECONDS", cls.request_deadline_seconds),
+                10.0,
             ),
             rpc_timeout_seconds=_positive_float(
                 env, "SMS_FIRESTORE_TIMEOUT_SECONDS", cls.rpc_timeout_seconds
@@ -81,8 +89,8 @@ class Settings:
             twilio_api_base_url=_url(env, "TWILIO_API_BASE_URL", cls.twilio_api_base_url)
             or cls.twilio_api_base_url,
             public_base_url=_url(env, "SMS_PUBLIC_BASE_URL"),
-            sweep_after_seconds=_positive_float(
-                env, "SMS_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds, allow_zero=True
+            sweep_after_seconds=_seconds_at_least(
+                env, "SMS_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds, MIN_SWEEP_AFTER_SECONDS
             ),
             config_cache_seconds=_at_most(
                 "SMS_CONFIG_CACHE_SECONDS",
@@ -98,6 +106,23 @@ def _at_most(name: str, value: float, maximum: float) -> float:
     if value > maximum:
         raise ValueError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
+
+
+def _seconds_at_least(env: dict[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not minimum <= value < math.inf:  # too small, not a number, or infinite
+        raise ValueError(f"{name} must be a number of seconds, at least {minimum:g}, got {raw!r}")
+    return value
+
+
+
+
 
 
 def _carrier(name: str) -> str:

@@ -2,23 +2,37 @@
 
 The emulator named by FIRESTORE_EMULATOR_HOST is used when set (as .ci/run does); otherwise
 one is started for the test run and its whole process group is killed afterwards.
+
+Tests of time (idle expiry, the sweeper's wait, a key's lease) move a clock instead of
+waiting: ``clock`` is handed to the function in-process through the composition root
+(``clocked_client``, ``clocked_send``; ``clocked_server`` and ``clocked_twilio_server`` on a
+loopback port, for tests that speak HTTP to a URL).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import flask
 import functions_framework
 import pytest
+import werkzeug.routing
+import werkzeug.serving
 from google.cloud import firestore
 from twilio_standin import TwilioStandIn
 
+from sms import bootstrap
+from sms.api import Api
+from sms.clock import Clock, utc_now
+from sms.config import Settings
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.seed import DEMO_AGENT, TenantSeed
 from sms.devtools.server import serving
@@ -137,17 +151,94 @@ def app_client(emulator_host: str) -> Any:
     ).test_client()
 
 
-@pytest.fixture
-def send(app_client: Any, tenant: Tenant) -> Callable[..., Any]:
-    """POST a body to the endpoint as `tenant` (or as another tenant given with `as_`)."""
+def sender(client: Any, tenant: Tenant) -> Callable[..., Any]:
+    """POST a body to the endpoint through `client` as `tenant` (or as another tenant given
+    with `as_`); the seed's body, with `changes`, when no body is given."""
 
     def post(body: Any = None, as_: Tenant | None = None, **changes: Any) -> Any:
         if body is None:
             body = {**SEED_BODY, **changes}
         who = as_ or tenant
-        return app_client.post(SMS_PATH, json=body, headers=who.headers)
+        return client.post(SMS_PATH, json=body, headers=who.headers)
 
     return post
+
+
+@pytest.fixture
+def send(app_client: Any, tenant: Tenant) -> Callable[..., Any]:
+    """POST a body to the endpoint as `tenant` (or as another tenant given with `as_`)."""
+    return sender(app_client, tenant)
+
+
+# ---- the function on a clock the test moves ---------------------------------------------
+
+
+class MovableClock:
+    """A clock for the composition root (sms.clock.Clock) that stands still until the test
+    moves it: a test of expiry or grace moves it past the moment instead of waiting for it."""
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self.now = now or utc_now()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        """Move on by ``seconds`` (back, if negative), to the millisecond; the new now."""
+        self.now += dt.timedelta(milliseconds=round(seconds * 1000))
+        return self.now
+
+
+def in_process(settings: Settings, clock: Clock, **collaborators: Any) -> flask.Flask:
+    """The sms_api target on an app built with ``clock`` (and any other collaborator of
+    bootstrap.build), mounted as functions-framework mounts it: every path, every method."""
+    api = Api(bootstrap.build(settings, clock=clock, **collaborators))
+    app = flask.Flask("sms_api")
+    app.url_map.add(werkzeug.routing.Rule("/", defaults={"path": ""}, endpoint="run"))
+    app.url_map.add(werkzeug.routing.Rule("/<path:path>", endpoint="run"))
+    app.view_functions["run"] = lambda path: api.handle(flask.request)
+    return app
+
+
+@contextlib.contextmanager
+def served_in_thread(port: int, app: flask.Flask) -> Iterator[str]:
+    """``app`` served by threads of the test's own process on a loopback port: its URL."""
+    server = werkzeug.serving.make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="in-process", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    """A clock the test moves; the clocked fixtures' function runs on it."""
+    return MovableClock()
+
+
+@pytest.fixture
+def clocked_client(emulator_host: str, clock: MovableClock) -> Any:
+    """The function in-process on the test's clock, with the carrier Settings.from_env() says
+    (as `app_client` has): a Flask test client."""
+    return in_process(Settings.from_env(), clock).test_client()
+
+
+@pytest.fixture
+def clocked_send(clocked_client: Any, tenant: Tenant) -> Callable[..., Any]:
+    """`send`, to the function on the test's clock."""
+    return sender(clocked_client, tenant)
+
+
+@pytest.fixture
+def clocked_server(emulator_host: str, clock: MovableClock) -> Iterator[str]:
+    """The function of `clocked_client`, served on a loopback port: its URL."""
+    with served_in_thread(free_port(), in_process(Settings.from_env(), clock)) as url:
+        yield url
 
 
 def count_documents(db: firestore.Client, tenant_id: str) -> int:
@@ -179,8 +270,9 @@ def server(emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 # ---- Twilio: the function with SMS_CARRIER=twilio, against a stand-in for Twilio's API --------
 
-# How old a message must be before the sweeper takes it, for the tests' servers and sweeps.
-SWEEP_AFTER_SECONDS = 2
+# How old a message must be before the sweeper takes it, for the tests' servers and sweeps:
+# the least the functions take (SPEC 8). Tests move a clock past it rather than wait.
+SWEEP_AFTER_SECONDS = 15
 
 
 @pytest.fixture(scope="session")
@@ -216,4 +308,16 @@ def twilio_server(
         open(tmp_path_factory.mktemp("twilio-server") / "server.log", "wb") as log,
         serving(port, twilio_env(standin, port), log) as url,
     ):
+        yield url
+
+
+@pytest.fixture
+def clocked_twilio_server(
+    emulator_host: str, standin: TwilioStandIn, clock: MovableClock
+) -> Iterator[str]:
+    """The function with SMS_CARRIER=twilio, as `twilio_server` is, but in-process on the
+    test's clock and reached by the stand-in (its webhooks) at its own URL."""
+    port = free_port()
+    settings = Settings.from_env(twilio_env(standin, port))
+    with served_in_thread(port, in_process(settings, clock)) as url:
         yield url

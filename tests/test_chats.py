@@ -10,14 +10,13 @@ import datetime as dt
 import json
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
-from conftest import SEED_BODY, SMS_PATH, Tenant, basic, count_documents
+from conftest import SEED_BODY, SMS_PATH, MovableClock, Tenant, basic, count_documents
 from sms.devtools.seed import DEMO_AGENT
 
 CHATS = "/apps/api/v1/chats"
@@ -48,26 +47,41 @@ def stamp(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def now_ms() -> dt.datetime:
-    now = dt.datetime.now(dt.timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-@pytest.fixture
-def get(app_client, tenant):
+def reader(client: Any, tenant: Tenant) -> Any:
     def read(chat_id: Any, as_: Any = None) -> Any:
-        return app_client.get(f"{CHATS}/{chat_id}", headers=(as_ or tenant).headers)
+        return client.get(f"{CHATS}/{chat_id}", headers=(as_ or tenant).headers)
 
     return read
 
 
-@pytest.fixture
-def patch(app_client, tenant):
+def ender(client: Any, tenant: Tenant) -> Any:
     def end(chat_id: Any, body: Any = FINISH, as_: Any = None) -> Any:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return app_client.patch(f"{CHATS}/{chat_id}", data=data, headers=(as_ or tenant).headers)
+        return client.patch(f"{CHATS}/{chat_id}", data=data, headers=(as_ or tenant).headers)
 
     return end
+
+
+@pytest.fixture
+def get(app_client, tenant):
+    return reader(app_client, tenant)
+
+
+@pytest.fixture
+def patch(app_client, tenant):
+    return ender(app_client, tenant)
+
+
+@pytest.fixture
+def clocked_get(clocked_client, tenant):
+    """`get`, from the function on the test's clock (conftest's `clocked_client`)."""
+    return reader(clocked_client, tenant)
+
+
+@pytest.fixture
+def clocked_patch(clocked_client, tenant):
+    """`patch`, to the function on the test's clock."""
+    return ender(clocked_client, tenant)
 
 
 @pytest.fixture
@@ -161,20 +175,17 @@ def test_get_with_another_tenants_token_is_unauthorized(send, app_client, tenant
 # ---- PATCH: ending a session --------------------------------------------------------------
 
 
-def test_patch_finished_ends_the_session(send, patch):
-    created = ok(send(agentId=1))
-    time.sleep(1.1)
-    before = now_ms()
-    response = patch(created["id"])
-    after = now_ms()
-    ended = ok(response)
+def test_patch_finished_ends_the_session(clocked_send, clocked_patch, clock: MovableClock):
+    created = ok(clocked_send(agentId=1))
+    now = clock.advance(1.1)
+    ended = ok(clocked_patch(created["id"]))
     assert ended["id"] == created["id"]
     assert ended["status"] == "finished"
     assert TIMESTAMP.fullmatch(ended["ends_at"])
-    assert before <= when(ended["ends_at"]) <= after
+    assert when(ended["ends_at"]) == now
     elapsed = when(ended["ends_at"]) - when(created["created_at"])
     assert ended["chat_duration"] == int(elapsed.total_seconds())
-    assert ended["chat_duration"] >= 1
+    assert ended["chat_duration"] == 1
     assert [p["ended_at"] for p in ended["participants"]] == [ended["ends_at"]] * 2
 
 
@@ -260,13 +271,15 @@ def test_a_session_ended_by_patch_cannot_be_sent_on_behalf_anymore(send, patch, 
         assert [m.get("text") for m in stored] == [text]
 
 
-# ---- sessions finished by idle expiry (6.4) -----------------------------------------------
+# ---- sessions finished by idle expiry (6.4), on a clock the test moves ------------------
 
 
-def test_get_shows_an_expired_session_finished_when_it_expired(send, get, quick):
-    created = ok(send(as_=quick))
-    time.sleep(1.2)
-    read = ok(get(created["id"], as_=quick))
+def test_get_shows_an_expired_session_finished_when_it_expired(
+    clocked_send, clocked_get, clock: MovableClock, quick
+):
+    created = ok(clocked_send(as_=quick))
+    clock.advance(1.2)
+    read = ok(clocked_get(created["id"], as_=quick))
     expired_at = stamp(when(created["created_at"]) + dt.timedelta(seconds=1))
     assert read["status"] == "finished"
     assert read["ends_at"] == expired_at
@@ -274,33 +287,39 @@ def test_get_shows_an_expired_session_finished_when_it_expired(send, get, quick)
     assert [p["ended_at"] for p in read["participants"]] == [expired_at]
 
 
-def test_patch_of_an_expired_session_is_already_ended(send, get, patch, quick):
-    created = ok(send(as_=quick))
-    time.sleep(1.2)
-    assert_error(patch(created["id"], as_=quick), 400, ALREADY_ENDED)
-    assert ok(get(created["id"], as_=quick))["ends_at"] == stamp(
+def test_patch_of_an_expired_session_is_already_ended(
+    clocked_send, clocked_get, clocked_patch, clock: MovableClock, quick
+):
+    created = ok(clocked_send(as_=quick))
+    clock.advance(1.2)
+    assert_error(clocked_patch(created["id"], as_=quick), 400, ALREADY_ENDED)
+    assert ok(clocked_get(created["id"], as_=quick))["ends_at"] == stamp(
         when(created["created_at"]) + dt.timedelta(seconds=1)
     )
 
 
-def test_get_of_a_session_replaced_after_expiry_shows_it_finished(send, get, quick):
-    old = ok(send(as_=quick))
-    time.sleep(1.2)
-    new = ok(send(as_=quick))
+def test_get_of_a_session_replaced_after_expiry_shows_it_finished(
+    clocked_send, clocked_get, clock: MovableClock, quick
+):
+    old = ok(clocked_send(as_=quick))
+    clock.advance(1.2)
+    new = ok(clocked_send(as_=quick))
     assert new["id"] != old["id"]
-    read = ok(get(old["id"], as_=quick))
+    read = ok(clocked_get(old["id"], as_=quick))
     assert read["status"] == "finished"
     assert read["ends_at"] == stamp(when(old["created_at"]) + dt.timedelta(seconds=1))
-    assert ok(get(new["id"], as_=quick))["status"] == "selecting"
+    assert ok(clocked_get(new["id"], as_=quick))["status"] == "selecting"
 
 
-def test_an_active_session_reads_as_active_within_its_timeout(send, get, make_tenant):
+def test_an_active_session_reads_as_active_within_its_timeout(
+    clocked_send, clocked_get, clock: MovableClock, make_tenant
+):
     patient = make_tenant(
         settings={**SMS_ON, "session_timeout_seconds": 60}, agents={1: DEMO_AGENT}
     )
-    created = ok(send({**SEED_BODY, "agentId": 1}, as_=patient))
-    time.sleep(1.1)
-    read = ok(get(created["id"], as_=patient))
+    created = ok(clocked_send({**SEED_BODY, "agentId": 1}, as_=patient))
+    clock.advance(59.9)
+    read = ok(clocked_get(created["id"], as_=patient))
     assert (read["status"], read["ends_at"]) == ("assigned", None)
 
 

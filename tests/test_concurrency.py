@@ -14,10 +14,9 @@ import flask
 import requests
 from google.cloud import firestore
 
-from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
+from conftest import PROJECT, SEED_BODY, SMS_PATH, MovableClock, Tenant
 from sms import bootstrap, errors, tenants
 from sms.api import Api
-from sms.chats import ChatSessions
 from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
 from sms.repository import FirestoreStore
@@ -102,17 +101,25 @@ def test_parallel_sends_on_an_agents_behalf_all_land_in_the_one_session(
 
 
 def test_parallel_requests_meeting_an_expired_session_replace_it_once(
-    server: str, make_tenant: Callable[..., Tenant], db: firestore.Client
+    clocked_server: str,
+    clock: MovableClock,
+    make_tenant: Callable[..., Tenant],
+    db: firestore.Client,
 ) -> None:
+    """Served in-process (by threads, on the test's clock), so that the session expires when
+    the clock is moved, not after a wait."""
     tenant = make_tenant(
         settings={"sms_enabled": True, "outbound_sms_enabled": True, "session_timeout_seconds": 1},
         agents={1: dict(DEMO_AGENT)},
     )
-    first = requests.post(server + SMS_PATH, json=SEED_BODY, headers=tenant.headers, timeout=30)
+    first = requests.post(
+        clocked_server + SMS_PATH, json=SEED_BODY, headers=tenant.headers, timeout=30
+    )
     assert first.status_code == 200, first.text
-    time.sleep(1.2)
+    clock.advance(1.2)
 
-    answers, _ = fire_together(server, tenant.headers, [dict(SEED_BODY) for _ in range(PARALLEL)])
+    bodies = [dict(SEED_BODY) for _ in range(PARALLEL)]
+    answers, _ = fire_together(clocked_server, tenant.headers, bodies)
 
     winners = [a.json() for a in answers if a.status_code == 200]
     assert len(winners) == 1, [a.text for a in answers]
@@ -176,7 +183,8 @@ def test_requests_ending_one_chat_in_the_same_millisecond_end_it_exactly_once(
     opened = send()
     store = FirestoreStore.from_settings(Settings(project=PROJECT))
     moment = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    chats = ChatSessions(store, clock=lambda: moment, deadline_seconds=8)
+    app = bootstrap.build(Settings(project=PROJECT), store=store, clock=lambda: moment)
+    chats = app.chats
     parsed = tenants.judge(tenant.id, tenant.settings)
     start = threading.Barrier(10)
 

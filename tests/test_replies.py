@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import requests
 from google.cloud import firestore
 from twilio_standin import TwilioStandIn, sign
 
-from conftest import SEED_BODY, SMS_PATH, Tenant
+from conftest import SEED_BODY, SMS_PATH, MovableClock, Tenant
 from sms.devtools.seed import DEMO_AGENT
 
 TWIML = "<Response/>"
@@ -182,7 +181,8 @@ def test_a_reply_joins_the_active_session_whichever_of_the_tenants_numbers_it_ca
 
 
 def test_a_reply_restarts_the_sessions_idle_clock(
-    twilio_server: str,
+    clocked_twilio_server: str,
+    clock: MovableClock,
     standin: TwilioStandIn,
     make_tenant: Callable[..., Tenant],
 ) -> None:
@@ -192,18 +192,19 @@ def test_a_reply_restarts_the_sessions_idle_clock(
         index_numbers=True,
     )
     consumer = fresh_number("415")
-    opened = send(twilio_server, tenant, consumer).json()
-    time.sleep(2.5)
-    reply(twilio_server, standin, number_of(tenant), consumer)
-    time.sleep(2.5)  # 5 s after the request: idle only 2.5 s since the reply
+    opened = send(clocked_twilio_server, tenant, consumer).json()
+    clock.advance(2.5)
+    reply(clocked_twilio_server, standin, number_of(tenant), consumer)
+    clock.advance(2.5)  # 5 s after the request: idle only 2.5 s since the reply
 
-    assert chat_of(twilio_server, tenant, opened["id"])["status"] == "selecting"
-    time.sleep(2)
-    assert chat_of(twilio_server, tenant, opened["id"])["status"] == "finished"
+    assert chat_of(clocked_twilio_server, tenant, opened["id"])["status"] == "selecting"
+    clock.advance(2)
+    assert chat_of(clocked_twilio_server, tenant, opened["id"])["status"] == "finished"
 
 
 def test_a_reply_after_the_session_expired_opens_a_new_one_and_finishes_the_old(
-    twilio_server: str,
+    clocked_twilio_server: str,
+    clock: MovableClock,
     standin: TwilioStandIn,
     make_tenant: Callable[..., Tenant],
     db: firestore.Client,
@@ -214,10 +215,10 @@ def test_a_reply_after_the_session_expired_opens_a_new_one_and_finishes_the_old(
         index_numbers=True,
     )
     consumer = fresh_number("415")
-    old = send(twilio_server, tenant, consumer).json()
-    time.sleep(1.5)
+    old = send(clocked_twilio_server, tenant, consumer).json()
+    clock.advance(1.5)
 
-    reply(twilio_server, standin, number_of(tenant), consumer)
+    reply(clocked_twilio_server, standin, number_of(tenant), consumer)
 
     first, second = chats(db, tenant)
     assert (first["id"], first["status"]) == (old["id"], "finished")

@@ -5,6 +5,10 @@ The function runs as in production (functions-framework, SMS_CARRIER=twilio) and
 tests script: refusing, failing before or after recording the message, hanging, dropping the
 connection. What reached the stand-in is counted; what the function stored is read through
 its own transcript endpoint.
+
+Where a test waits for time to pass (the sweeper's wait, a key's lease, the 24-hour give-up),
+the function or the sweeper runs in-process on a clock the test moves instead; the tests that
+need the function's own processes (killed mid-send, the sweeper's target) keep them.
 """
 
 from __future__ import annotations
@@ -27,9 +31,19 @@ import requests
 from google.cloud import firestore
 from twilio_standin import Drop, Hold, Refuse, ServerError, TwilioStandIn, sign
 
-from conftest import PROJECT, ROOT, SEED_BODY, SMS_PATH, SWEEP_AFTER_SECONDS, Tenant, twilio_env
+from conftest import (
+    PROJECT,
+    ROOT,
+    SEED_BODY,
+    SMS_PATH,
+    SWEEP_AFTER_SECONDS,
+    MovableClock,
+    Tenant,
+    twilio_env,
+)
 from sms import bootstrap
 from sms.api import Api
+from sms.bootstrap import App
 from sms.carriers import Outgoing
 from sms.carriers.twilio import TwilioCarrier
 from sms.clock import utc_now
@@ -37,6 +51,7 @@ from sms.config import Settings
 from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import running, serving
+from sms.jobs import Jobs
 
 NOT_SENT = {"message": "SMS could not be sent"}
 OPTED_OUT = {"message": "end_user_number has opted out"}
@@ -112,8 +127,25 @@ def settled(report: dict[str, Any], tenant: Tenant) -> list[str]:
     return [one["outcome"] for one in report["settled"] if one["tenant"] == tenant.id]
 
 
-def wait_for_the_sweep_age() -> None:
-    time.sleep(SWEEP_AFTER_SECONDS + 0.5)
+def sweeper_later(standin: TwilioStandIn, seconds: float = SWEEP_AFTER_SECONDS + 1) -> App:
+    """The app of a sweeper with `sweep`'s environment, in-process, on a clock ``seconds``
+    ahead of now (by default, just past the age the sweeper waits for)."""
+    clock = MovableClock()
+    clock.advance(seconds)
+    return bootstrap.build(Settings.from_env(twilio_env(standin, free_port())), clock=clock)
+
+
+def swept(app: App) -> dict[str, Any]:
+    """One sweep, as the sms_sweeper target answers a POST: its report, as `sweep`'s."""
+    with flask.Flask(__name__).test_request_context("/", method="POST"):
+        answer = Jobs(app).sweep(flask.request)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return dict(answer.get_json())
+
+
+def sweep_later(standin: TwilioStandIn, seconds: float = SWEEP_AFTER_SECONDS + 1) -> dict[str, Any]:
+    """One sweep of `sweeper_later`."""
+    return swept(sweeper_later(standin, seconds))
 
 
 # ---- accepted ---------------------------------------------------------------------------
@@ -337,8 +369,7 @@ def test_a_hang_past_the_deadline_answers_503_in_time_and_the_sweeper_sends_noth
     assert message["status"] == "sending"
 
     standin.release()  # Twilio finishes the create it held: the SMS went out after all
-    wait_for_the_sweep_age()
-    report = sweep(standin)
+    report = sweep_later(standin)
 
     assert settled(report, tenant) == ["delivered"]
     [sms] = standin.sent_to(to)
@@ -354,10 +385,9 @@ def test_a_hang_twilio_never_recorded_is_sent_by_the_sweeper_exactly_once(
     standin.script(Hold(record="never"))
     assert post(twilio_server, tenant, to).status_code == 503
     standin.release()
-    wait_for_the_sweep_age()
 
-    assert settled(sweep(standin), tenant) == ["delivered"]
-    assert settled(sweep(standin), tenant) == []  # nothing left
+    assert settled(sweep_later(standin), tenant) == ["delivered"]
+    assert settled(sweep_later(standin), tenant) == []  # nothing left
     [sms] = standin.sent_to(to)
     [stored] = chats(db, tenant)
     [message] = transcript(twilio_server, tenant, stored["id"])
@@ -402,26 +432,33 @@ def test_a_502_is_replayed_for_its_key_without_a_second_send(
 
 
 def test_a_retry_after_a_503_settles_the_send_and_answers_the_first_requests_200(
-    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, db: firestore.Client
+    clocked_twilio_server: str,
+    clock: MovableClock,
+    standin: TwilioStandIn,
+    tenant: Tenant,
+    db: firestore.Client,
 ) -> None:
     to = consumer()
     standin.script(Hold(record="after"))
-    first = post(twilio_server, tenant, to, key="order-2")
+    first = post(clocked_twilio_server, tenant, to, key="order-2")
     assert first.status_code == 503
     standin.release()
 
-    retry = post(twilio_server, tenant, to, key="order-2")
-    while retry.status_code in (409, 503):  # until the first request's hold on it has passed
+    retry = post(clocked_twilio_server, tenant, to, key="order-2")
+    for _ in range(10):
+        if retry.status_code not in (409, 503):
+            break
+        # The first request's hold on the key has not passed: the time it asks for does.
         assert int(retry.headers["Retry-After"]) <= 10
-        time.sleep(1)
-        retry = post(twilio_server, tenant, to, key="order-2")
+        clock.advance(int(retry.headers["Retry-After"]))
+        retry = post(clocked_twilio_server, tenant, to, key="order-2")
 
     assert retry.status_code == 200, retry.text
     assert retry.headers["Idempotent-Replayed"] == "true"
     [stored] = chats(db, tenant)
     assert retry.json()["id"] == stored["id"]
     assert len(standin.sent_to(to)) == 1
-    assert transcript(twilio_server, tenant, stored["id"])[0]["status"] == "sent"
+    assert transcript(clocked_twilio_server, tenant, stored["id"])[0]["status"] == "sent"
 
 
 def test_a_retry_while_the_first_request_is_sending_answers_409(
@@ -470,8 +507,7 @@ def test_a_server_killed_mid_send_leaves_a_message_the_sweeper_sends_exactly_onc
 
     port = free_port()
     with open(tmp_path / "restarted.log", "wb") as log, serving(port, env, log) as url:
-        wait_for_the_sweep_age()
-        assert settled(sweep(standin), tenant) == ["delivered"]
+        assert settled(sweep_later(standin), tenant) == ["delivered"]
         [stored] = chats(db, tenant)
         [message] = transcript(url, tenant, stored["id"])
 
@@ -488,10 +524,15 @@ def test_two_sweepers_at_once_send_each_message_exactly_once(
         answers = list(pool.map(lambda to: post(twilio_server, tenant, to), numbers))
     assert [a.status_code for a in answers] == [503] * len(numbers)
     standin.release()
-    wait_for_the_sweep_age()
+    sweepers = [sweeper_later(standin) for _ in range(2)]  # each with clients of its own
+    start = threading.Barrier(len(sweepers))
 
-    with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda _: sweep(standin), range(2)))
+    def sweep_at_once(app: App) -> dict[str, Any]:
+        start.wait()
+        return swept(app)
+
+    with ThreadPoolExecutor(len(sweepers)) as pool:
+        reports = list(pool.map(sweep_at_once, sweepers))
 
     outcomes = sorted(o for report in reports for o in settled(report, tenant))
     assert outcomes.count("delivered") == len(numbers)
@@ -516,18 +557,22 @@ def test_the_sweeper_leaves_a_message_alone_until_it_is_old_enough(
 
 
 def test_a_message_no_carrier_took_in_24_hours_is_failed_not_sent(
-    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, db: firestore.Client
+    twilio_server: str,
+    standin: TwilioStandIn,
+    make_tenant: Callable[..., Tenant],
+    db: firestore.Client,
 ) -> None:
+    # Sessions that stay active two idle days: a day later, the session is still open.
+    patient = {"sms_enabled": True, "outbound_sms_enabled": True, "session_timeout_seconds": 172800}
+    tenant = make_tenant(settings=patient, agents={1: dict(DEMO_AGENT)})
     to = consumer()
     standin.script(Hold(record="never"))
     assert post(twilio_server, tenant, to).status_code == 503
     standin.release()
     [chat] = chats(db, tenant)
-    [message] = db.collection(f"tenants/{tenant.id}/chats/{chat['id']}/messages").stream()
-    day_ago = utc_now() - dt.timedelta(hours=24, minutes=1)
-    message.reference.update({"created_at": day_ago, "claimed_at": day_ago})
+    a_day_later = dt.timedelta(hours=24, minutes=1).total_seconds()
 
-    assert settled(sweep(standin), tenant) == ["failed"]
+    assert settled(sweep_later(standin, a_day_later), tenant) == ["failed"]
     assert standin.sent_to(to) == []
     ended = chat_of(twilio_server, tenant, chat["id"])
     assert (ended["status"], ended["fail_reason"]) == ("failed", "unknown")
@@ -660,13 +705,19 @@ def test_callbacks_race_and_the_message_ends_at_its_furthest_status(
 
 
 def test_the_sweeper_target_sweeps_on_post_and_refuses_other_methods(
-    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, tmp_path: Path
+    clocked_twilio_server: str,
+    clock: MovableClock,
+    standin: TwilioStandIn,
+    tenant: Tenant,
+    tmp_path: Path,
 ) -> None:
     to = consumer()
+    # The send is made by an instance whose clock reads a little more than the sweeper's wait
+    # ago: the sweeper's target, on its own clock, finds it old enough to take without waiting.
+    clock.advance(-SWEEP_AFTER_SECONDS - 1)
     standin.script(Hold(record="never"))
-    assert post(twilio_server, tenant, to).status_code == 503
+    assert post(clocked_twilio_server, tenant, to).status_code == 503
     standin.release()
-    wait_for_the_sweep_age()
     port = free_port()
     env = twilio_env(standin, port)
     with (

@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 from typing import Any
 
 import pytest
 
-from conftest import SEED_BODY, count_documents
+from conftest import SEED_BODY, MovableClock, count_documents
 from sms.devtools.seed import DEMO_AGENT
 
 ACTIVE = "Outbound SMS failed. Consumer is already in an active SMS session."
@@ -164,7 +163,7 @@ def test_an_agent_cannot_send_into_a_session_opened_without_one(send, db, tenant
     assert count_documents(db, tenant.id) == before
 
 
-# ---- 6.4 idle expiry --------------------------------------------------------------------
+# ---- 6.4 idle expiry: the function runs on a clock the test moves ------------------------
 
 
 @pytest.fixture
@@ -175,10 +174,12 @@ def quick(make_tenant):
     )
 
 
-def test_an_expired_session_is_finished_and_a_new_one_opens(send, db, quick):
-    old = ok(send(as_=quick))
-    time.sleep(1.3)
-    new = ok(send(as_=quick))
+def test_an_expired_session_is_finished_and_a_new_one_opens(
+    clocked_send, clock: MovableClock, db, quick
+):
+    old = ok(clocked_send(as_=quick))
+    clock.advance(1.3)
+    new = ok(clocked_send(as_=quick))
     assert new["id"] != old["id"]
     assert new["end_user"]["id"] == old["end_user"]["id"]
     assert new["status"] == "selecting"
@@ -189,30 +190,32 @@ def test_an_expired_session_is_finished_and_a_new_one_opens(send, db, quick):
     assert stored(db, quick, f"active_sessions/{CONSUMER}")["chat_id"] == new["id"]
 
 
-def test_a_session_within_its_timeout_still_blocks(send, make_tenant):
+def test_a_session_within_its_timeout_still_blocks(clocked_send, clock: MovableClock, make_tenant):
     patient = make_tenant(settings={**SMS_ON, "session_timeout_seconds": 60})
-    ok(send(as_=patient))
-    time.sleep(1.3)
-    assert_active_session_error(send(as_=patient))
+    ok(clocked_send(as_=patient))
+    clock.advance(59.9)
+    assert_active_session_error(clocked_send(as_=patient))
 
 
-def test_after_expiry_the_new_session_is_the_one_that_blocks(send, quick):
-    ok(send(as_=quick))
-    time.sleep(1.3)
-    ok(send(as_=quick))
-    assert_active_session_error(send(as_=quick))
+def test_after_expiry_the_new_session_is_the_one_that_blocks(
+    clocked_send, clock: MovableClock, quick
+):
+    ok(clocked_send(as_=quick))
+    clock.advance(1.3)
+    ok(clocked_send(as_=quick))
+    assert_active_session_error(clocked_send(as_=quick))
 
 
-def test_sending_on_behalf_keeps_the_session_alive(send, make_tenant):
+def test_sending_on_behalf_keeps_the_session_alive(clocked_send, clock: MovableClock, make_tenant):
     """The timeout counts idle time: a message sent in the session restarts it."""
     tenant = make_tenant(
         settings={**SMS_ON, "session_timeout_seconds": 2}, agents={1: dict(DEMO_AGENT)}
     )
-    first = ok(send(as_=tenant, agentId=1))
-    time.sleep(1.2)
-    assert ok(send(as_=tenant, agentId=1, message="still here"))["id"] == first["id"]
-    time.sleep(1.2)  # 2.4 s after creation, 1.2 s after the last message
-    assert_active_session_error(send(as_=tenant))
+    first = ok(clocked_send(as_=tenant, agentId=1))
+    clock.advance(1.2)
+    assert ok(clocked_send(as_=tenant, agentId=1, message="still here"))["id"] == first["id"]
+    clock.advance(1.2)  # 2.4 s after creation, 1.2 s after the last message
+    assert_active_session_error(clocked_send(as_=tenant))
 
 
 # ---- 6.6 the message is stored with its session ------------------------------------------
@@ -268,10 +271,12 @@ def test_ids_are_distinct_positive_integers_across_requests(send, quick):
     assert len(participant_ids) == 6
 
 
-def test_a_new_session_after_expiry_gets_new_chat_and_participant_ids(send, quick):
-    old = ok(send(as_=quick, agentId=1))
-    time.sleep(1.3)
-    new = ok(send(as_=quick, agentId=1))
+def test_a_new_session_after_expiry_gets_new_chat_and_participant_ids(
+    clocked_send, clock: MovableClock, quick
+):
+    old = ok(clocked_send(as_=quick, agentId=1))
+    clock.advance(1.3)
+    new = ok(clocked_send(as_=quick, agentId=1))
     assert new["id"] != old["id"]
     old_ids = {p["id"] for p in old["participants"]}
     assert old_ids.isdisjoint(p["id"] for p in new["participants"])
