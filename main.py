@@ -1,11 +1,13 @@
 """Cloud Function entry points: `functions-framework --target=sms_api` (the API and Twilio's
-webhooks) and `--target=sms_sweeper` (settles unsettled sends; called by Cloud Scheduler)."""
+webhooks), `--target=sms_sweeper` (settles unsettled sends; called by Cloud Scheduler) and
+`--target=sms_events` (delivers events to webhooks; fed by Pub/Sub)."""
 
 import functools
 import gc
 
 import flask
 import functions_framework
+from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
 from sms import bootstrap, web
@@ -36,6 +38,14 @@ def sms_api(request: flask.Request) -> flask.Response:
 def sms_sweeper(request: flask.Request) -> flask.Response:
     """POST: settle the messages crashed or timed-out senders left unsettled."""
     return _jobs().sweep(request)
+
+
+@functions_framework.cloud_event
+def sms_events(event: CloudEvent) -> None:
+    """A Pub/Sub message naming events: deliver them; a failure answers 5xx, to be retried."""
+    response = _jobs().deliver(flask.request, event.data)
+    if response.status_code >= 300:
+        flask.abort(response)
 
 
 @functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]

@@ -29,6 +29,8 @@ _SMS = re.compile(re.escape(SMS_PATH))
 # A chat id: a positive integer, of no more digits than a stored id can have.
 _CHAT = re.compile(r"/apps/api/v1/chats/(?P<id>0*[1-9][0-9]{0,17})")
 _TRANSCRIPT = re.compile(_CHAT.pattern + "/messages")
+_EVENTS = re.compile(re.escape("/apps/api/v1/events"))
+_CHATS = re.compile(re.escape("/apps/api/v1/chats"))
 
 Handler = Callable[[flask.Request, "re.Match[str]", bytes], flask.Response]
 TenantHandler = Callable[[flask.Request, "re.Match[str]", bytes, Tenant], flask.Response]
@@ -64,7 +66,7 @@ class Api:
         settings = app.settings
         self._app = app
         self._deadline_seconds = settings.request_deadline_seconds
-        self.entry = web.Entry(settings.project, self._deadline_seconds)
+        self.entry = web.Entry(settings.project, self._deadline_seconds, app.outbox)
         # Who a credential lets in, as read: kept per instance for a few seconds (SPEC 7).
         self.signed_in: TtlCache[tuple[str, str], Tenant] = TtlCache(settings.config_cache_seconds)
         self.counter = admission.Counter(app.store.count_request)
@@ -76,6 +78,8 @@ class Api:
             Route(hooks.INBOUND, {"POST": hooks.inbound}),
             Route(_CHAT, {"GET": signed_in(self._get_chat), "PATCH": signed_in(self._end_chat)}),
             Route(_TRANSCRIPT, {"GET": signed_in(self._transcript)}),
+            Route(_EVENTS, {"GET": signed_in(self._events)}),
+            Route(_CHATS, {"GET": signed_in(self._chats)}),
         )
 
     def handle(self, request: flask.Request) -> flask.Response:
@@ -177,7 +181,7 @@ class Api:
         self, _: flask.Request, chat: re.Match[str], data: bytes, tenant: Tenant
     ) -> flask.Response:
         body = web.json_or_none(data)
-        return _chat_response(self._app.chats.end(tenant, int(chat["id"]), body))
+        return _chat_response(self._app.chats.patch(tenant, int(chat["id"]), body))
 
     def _transcript(
         self, request: flask.Request, chat: re.Match[str], _: bytes, tenant: Tenant
@@ -193,6 +197,34 @@ class Api:
                 "next_page_token": page.next_page_token,
             },
         )
+
+    def _chats(
+        self, request: flask.Request, _: re.Match[str], __: bytes, tenant: Tenant
+    ) -> flask.Response:
+        args = request.args
+        page = self._app.chat_list.page(
+            tenant,
+            args.get("status"),
+            args.get("end_user_number"),
+            args.get("limit"),
+            args.get("page_token"),
+        )
+        chats = [render.chat_document(chat) for chat in page.items]
+        return web.json_response(200, {"chats": chats, "next_page_token": page.next_page_token})
+
+    # -- /apps/api/v1/events
+
+    def _events(
+        self, request: flask.Request, _: re.Match[str], __: bytes, tenant: Tenant
+    ) -> flask.Response:
+        args = request.args
+        page = self._app.events.page(
+            tenant, args.get("since"), args.get("type"), args.get("limit"), args.get("page_token")
+        )
+        # Each event exactly as delivered: its recorded text, not a rendering of it.
+        events = ", ".join(event.body for event in page.items)
+        token = render.to_json(page.next_page_token)
+        return web.text_response(200, f'{{"events": [{events}], "next_page_token": {token}}}')
 
 
 def _chat_response(chat: Any) -> flask.Response:

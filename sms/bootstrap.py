@@ -16,14 +16,22 @@ from typing import Any
 from sms import carriers, idempotency, logs
 from sms.carriers import Carrier
 from sms.carriers.twilio import TwilioWebhooks
+from sms.chat_list import ChatList
 from sms.chats import ChatSessions
 from sms.clock import Clock, utc_now
 from sms.config import Settings
 from sms.delivery import Delivery
+from sms.events.dispatch import Dispatcher
+from sms.events.egress import AllowHosts, Egress
+from sms.events.feed import EventFeed
+from sms.events.outbox import Outbox, Transport, Unpublished
 from sms.idempotency import Idempotency
 from sms.outbound import OutboundSms
 from sms.replies import Replies
 from sms.sweeper import Sweeper
+
+# A delivery round posts to every endpoint at once, each attempt within 15 s.
+DISPATCH_DEADLINE_SECONDS = 40.0
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,16 @@ class App:
     store: Any  # the store each use case is handed; its protocols say what they need of it
     carrier: Carrier
     twilio_webhooks: TwilioWebhooks
+    outbox: Outbox
     delivery: Delivery
     outbound: OutboundSms
     chats: ChatSessions
     replies: Replies
     keys: Idempotency
     sweeper: Sweeper
+    events: EventFeed
+    dispatcher: Dispatcher
+    chat_list: ChatList
 
 
 def build(
@@ -49,19 +61,23 @@ def build(
     store: Any = None,
     carrier: Carrier | None = None,
     clock: Clock = utc_now,
+    transport: Transport | None = None,
+    egress: Egress | None = None,
 ) -> App:
-    """The app the settings describe; ``store``, ``carrier`` and ``clock`` replace the ones
-    it would make."""
+    """The app the settings describe; ``store``, ``carrier``, ``clock``, ``transport`` and
+    ``egress`` replace the ones it would make."""
     if store is None:
         from sms.repository import FirestoreStore  # noqa: PLC0415 Firestore's client, when used
 
         store = FirestoreStore.from_settings(settings)
     carrier = carrier if carrier is not None else carriers.from_settings(settings)
+    outbox = Outbox(transport if transport is not None else _transport(settings))
     deadline_seconds = settings.request_deadline_seconds
     delivery = Delivery(
         store,
         carrier,
         clock,
+        outbox=outbox,
         deadline_seconds=deadline_seconds,
         grace_seconds=settings.sweep_after_seconds,
     )
@@ -75,19 +91,45 @@ def build(
         store=store,
         carrier=carrier,
         twilio_webhooks=TwilioWebhooks.from_settings(settings),
+        outbox=outbox,
         delivery=delivery,
-        outbound=OutboundSms(store, delivery, clock, deadline_seconds, lease),
-        chats=ChatSessions(store, clock, deadline_seconds),
-        replies=Replies(store, clock, deadline_seconds),
+        outbound=OutboundSms(
+            store,
+            delivery,
+            clock,
+            outbox=outbox,
+            deadline_seconds=deadline_seconds,
+            lease=lease,
+        ),
+        chats=ChatSessions(store, clock, outbox, deadline_seconds),
+        replies=Replies(store, clock, outbox, deadline_seconds),
         keys=Idempotency(store, clock, deadline_seconds, lease),
         sweeper=Sweeper(
             store,
             delivery,
             clock,
+            outbox,
             grace_seconds=settings.sweep_after_seconds,
             deadline_seconds=deadline_seconds,
         ),
+        events=EventFeed(store, deadline_seconds),
+        chat_list=ChatList(store, clock, deadline_seconds),
+        dispatcher=Dispatcher(
+            store,
+            egress or Egress(AllowHosts.parse(settings.webhooks_allow_hosts)),
+            clock,
+            deadline_seconds=DISPATCH_DEADLINE_SECONDS,
+        ),
     )
+
+
+def _transport(settings: Settings) -> Transport:
+    """Pub/Sub on SMS_EVENTS_TOPIC; none with the Firestore emulator and no Pub/Sub one."""
+    if not settings.publish_events:
+        return Unpublished("FIRESTORE_EMULATOR_HOST is set and PUBSUB_EMULATOR_HOST is not")
+    from sms.events.pubsub import PubSubTransport  # noqa: PLC0415 the client, when it is used
+
+    return PubSubTransport(settings.project or "", settings.events_topic)
 
 
 def check(settings: Settings) -> None:
@@ -99,6 +141,7 @@ def check(settings: Settings) -> None:
             "function uses (locally, the one its emulator data belongs to)"
         )
     carriers.check(settings)
+    AllowHosts.parse(settings.webhooks_allow_hosts)
 
 
 def settings_or_exit() -> Settings:

@@ -5,17 +5,33 @@ No HTTP and no Firestore here: the use case is handed a store and a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
+from collections.abc import Sequence
 from typing import Protocol
 
-from sms import deadline, errors, logs, paging
+from sms import deadline, errors, logs, paging, schemas
 from sms.clock import Clock
-from sms.domain import ActiveSession, Chat, Message, Tenant
+from sms.domain import (
+    FAILED,
+    ActiveSession,
+    Agent,
+    Chat,
+    Event,
+    Message,
+    MessageRef,
+    Tenant,
+)
 from sms.errors import BadRequest
+from sms.events import model as events
+from sms.events.outbox import Outbox
 from sms.paging import Page
-from sms.sessions import as_of
+from sms.schemas import AGENT_FIELDS
+from sms.sessions import as_of, named_agent
 
 DEFAULT_TRANSCRIPT_PAGE = 100
+MESSAGE_ID = re.compile(r"[0-9a-f]{20}")  # as Message.new makes them
 
 
 class ChatStore(Protocol):
@@ -25,7 +41,30 @@ class ChatStore(Protocol):
         self, tenant_id: str, chat_id: int
     ) -> tuple[Chat | None, ActiveSession | None]: ...
 
-    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None: ...
+    def end_chat(
+        self,
+        tenant_id: str,
+        ended: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+        cancelled: Message | None = None,
+    ) -> None: ...
+
+    def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None: ...
+
+    def agents(
+        self, tenant_id: str, agent_id: int | None, agent_email: str | None
+    ) -> tuple[Agent | None, Agent | None]: ...
+
+    def take_ids(self, tenant_id: str, kind: str, count: int) -> list[int]: ...
+
+    def assign_chat(
+        self,
+        tenant_id: str,
+        assigned: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+    ) -> None: ...
 
     def messages_page(
         self,
@@ -39,9 +78,12 @@ class ChatStore(Protocol):
 class ChatSessions:
     """GET and PATCH /apps/api/v1/chats/{id}, and its messages."""
 
-    def __init__(self, store: ChatStore, clock: Clock, deadline_seconds: float) -> None:
+    def __init__(
+        self, store: ChatStore, clock: Clock, outbox: Outbox, deadline_seconds: float
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._outbox = outbox
         self._deadline_seconds = deadline_seconds
 
     def get(self, tenant: Tenant, chat_id: int) -> Chat:
@@ -56,6 +98,57 @@ class ChatSessions:
             raise errors.NotFound()
         logs.note(outcome="chat_read", chat_id=chat.id)
         return as_of(tenant, chat, session, self._clock())
+
+    def patch(self, tenant: Tenant, chat_id: int, body: object) -> Chat:
+        """PATCH /apps/api/v1/chats/{id}: end the session (``{"status": "finished"}``) or
+        assign it to the agent the body names; the chat as it then stands."""
+        if isinstance(body, dict) and any(body.get(name) is not None for name in AGENT_FIELDS):
+            if "status" in body:  # both: which one was meant?
+                budget = deadline.current(self._deadline_seconds)
+                if budget.retry(lambda: self._store.read_chat(tenant.id, chat_id)) is None:
+                    raise errors.NotFound()
+                raise BadRequest(errors.STATUS_MUST_BE_FINISHED)
+            return self.assign(tenant, chat_id, body)
+        return self.end(tenant, chat_id, body)
+
+    def assign(self, tenant: Tenant, chat_id: int, body: dict[str, object]) -> Chat:
+        """Assign a session that has no agent (one a reply opened) to the agent ``body``
+        names: checked as rows 15 and 16, then an ended session, then one assigned."""
+        budget = deadline.current(self._deadline_seconds)
+        while True:
+            chat, session = budget.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
+            if chat is None:
+                raise errors.NotFound()
+            agent_id, agent_email = schemas.load_agent(body)
+            by_id, by_email = budget.retry(
+                lambda: self._store.agents(tenant.id, agent_id, agent_email)  # noqa: B023
+            )
+            agent = named_agent(agent_id, agent_email, by_id, by_email)
+            assert agent is not None
+            now = max(self._clock(), chat.last_activity_at or chat.created_at)
+            if not as_of(tenant, chat, session, now).active:
+                raise BadRequest(errors.CHAT_ALREADY_ENDED)
+            if chat.agent is not None:
+                raise BadRequest(errors.CHAT_ALREADY_ASSIGNED)
+            [participant_id] = budget.retry(
+                lambda: self._store.take_ids(tenant.id, "participants", 1)
+            )
+            expires_at = now + dt.timedelta(seconds=tenant.session_timeout_seconds)
+            assigned = dataclasses.replace(
+                chat.assigned(agent, participant_id, now),
+                last_activity_at=now,  # an assignment counts as activity (6.4)
+                expires_at=expires_at,
+            )
+            mark = session if session is not None and session.chat_id == chat.id else None
+            changes = [events.chat_event(events.CHAT_ASSIGNED, tenant.id, assigned, now)]
+            try:
+                self._store.assign_chat(tenant.id, assigned, mark, changes)
+            except errors.LostRace:
+                budget.pause()  # changed meanwhile (a message joined, another assignment)
+                continue
+            self._outbox.committed(changes)
+            logs.note(outcome="chat_assigned", chat_id=chat.id, agent_id=agent.id)
+            return assigned
 
     def end(self, tenant: Tenant, chat_id: int, body: object) -> Chat:
         """Finish an active session and free its consumer; the ended chat."""
@@ -77,8 +170,13 @@ class ChatSessions:
                 raise BadRequest(errors.CHAT_ALREADY_ENDED)
             ended = chat.ended(now)
             mark = session if session is not None and session.chat_id == chat.id else None
+            changes = [events.chat_event(events.CHAT_ENDED, tenant.id, ended, now)]
+            cancelled = budget.retry(lambda: self._held(tenant.id, chat, now))  # noqa: B023
+            if cancelled is not None:
+                changes += events.message_events(tenant.id, None, cancelled, now)
             try:
-                self._store.end_chat(tenant.id, ended, mark)
+                self._store.end_chat(tenant.id, ended, mark, changes, cancelled)
+                self._outbox.committed(changes)
                 logs.note(outcome="chat_ended", chat_id=chat.id)
                 return ended
             except errors.LostRace:
@@ -87,12 +185,22 @@ class ChatSessions:
                 tried.add(now)
                 budget.pause(exc)
 
+    def _held(self, tenant_id: str, chat: Chat, now: dt.datetime) -> Message | None:
+        """The chat's first message, cancelled, where it is still held for quiet hours."""
+        if chat.held_message_id is None:
+            return None
+        ref = MessageRef(chat.id, chat.held_message_id)
+        held = self._store.read_message(tenant_id, ref)
+        if held is None or not held.held:
+            return None
+        return held.moved_to(FAILED, now)
+
     def messages(
         self, tenant: Tenant, chat_id: int, limit: str | None, page_token: str | None
     ) -> Page[Message]:
         """A page of a chat's transcript, oldest first, and the token of the next page."""
         size = paging.page_size(limit, DEFAULT_TRANSCRIPT_PAGE)
-        after = paging.cursor(page_token) if page_token is not None else None
+        after = paging.cursor(page_token, MESSAGE_ID) if page_token is not None else None
         retry = deadline.current(self._deadline_seconds).retry
         if retry(lambda: self._store.read_chat(tenant.id, chat_id)) is None:
             raise errors.NotFound()

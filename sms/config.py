@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -64,6 +65,12 @@ class Settings:
     # How long an instance may keep what authentication read (tenant and credential); 0: not
     # at all. At most 10 s, the time SPEC 7 gives a change to take effect.
     config_cache_seconds: float = 5.0
+    # Events (SPEC 10.7): the Pub/Sub topic that carries them to sms_events, whether they are
+    # published at all (not with the Firestore emulator and no Pub/Sub emulator), and the
+    # hosts webhooks may reach though they are not public (local runs and tests).
+    events_topic: str = "sms-events"
+    publish_events: bool = True
+    webhooks_allow_hosts: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -99,6 +106,10 @@ class Settings:
                 ),
                 10.0,
             ),
+            events_topic=_topic(env.get("SMS_EVENTS_TOPIC") or cls.events_topic),
+            publish_events=bool(env.get("PUBSUB_EMULATOR_HOST"))
+            or not env.get("FIRESTORE_EMULATOR_HOST"),
+            webhooks_allow_hosts=env.get("SMS_WEBHOOKS_ALLOW_HOSTS") or None,
         )
 
 
@@ -121,8 +132,14 @@ def _seconds_at_least(env: dict[str, str], name: str, default: float, minimum: f
     return value
 
 
+# A Pub/Sub topic id: 3 to 255 of these, starting with a letter, not starting with "goog".
+_TOPIC = re.compile(r"(?!goog)[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
 
 
+def _topic(name: str) -> str:
+    if not _TOPIC.fullmatch(name):
+        raise ValueError(f"SMS_EVENTS_TOPIC must be a Pub/Sub topic id, got {name!r}")
+    return name
 
 
 def _carrier(name: str) -> str:

@@ -21,13 +21,16 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sms import deadline, errors, logs
 from sms.carriers import Carrier, Outgoing, Receipt
 from sms.clock import Clock
-from sms.domain import FAILED, SENDING, ActiveSession, Chat, Message, MessageRef, OptOut
+from sms.domain import FAILED, SENDING, ActiveSession, Chat, Event, Message, MessageRef, OptOut
+from sms.events import model as events
+from sms.events.outbox import Outbox
 
 # A message no carrier has taken this long after it was stored is failed (SPEC 10.3).
 MAX_AGE = dt.timedelta(hours=24)
@@ -44,7 +47,9 @@ OPT_OUT_REASON, UNKNOWN_REASON = "end_user_opt_out", "unknown"
 class MessageStore(Protocol):
     def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None: ...
 
-    def save_message(self, tenant_id: str, message: Message) -> Message: ...
+    def save_message(
+        self, tenant_id: str, message: Message, events: Sequence[Event] = ()
+    ) -> Message: ...
 
     def fail_message(
         self,
@@ -53,6 +58,8 @@ class MessageStore(Protocol):
         ended: Chat | None,
         mark: ActiveSession | None,
         opt_out: OptOut | None,
+        *,
+        events: Sequence[Event] = (),
     ) -> None: ...
 
     def chat_and_session(
@@ -93,7 +100,14 @@ class Taken:
     message: Message
 
 
-Outcome = Delivered | Failed | Pending | Taken
+@dataclass(frozen=True)
+class Foreign:
+    """It was handed to another carrier, which alone can settle it: left alone."""
+
+    message: Message
+
+
+Outcome = Delivered | Failed | Pending | Taken | Foreign
 _CANNOT_TELL = object()  # the carrier could not be asked what it holds
 
 
@@ -114,14 +128,22 @@ class Delivery:
         store: MessageStore,
         carrier: Carrier,
         clock: Clock,
+        *,
+        outbox: Outbox,
         deadline_seconds: float,
         grace_seconds: float,
     ) -> None:
         self._store = store
         self._carrier = carrier
         self._clock = clock
+        self._outbox = outbox
         self._deadline_seconds = deadline_seconds
         self._grace = dt.timedelta(seconds=grace_seconds)
+
+    @property
+    def carrier_name(self) -> str:
+        """The carrier this delivery hands messages to (and the only one it settles)."""
+        return self._carrier.name
 
     def send_new(self, tenant_id: str, message: Message) -> Outcome:
         """Hand over a message its own commit has just stored, claimed by this request."""
@@ -138,6 +160,8 @@ class Delivery:
         budget = deadline.current(self._deadline_seconds)
         if message.settled:
             return outcome_of(message)
+        if message.carrier not in (None, self._carrier.name):
+            return Foreign(message)
         now = self._clock()
         if message.status == SENDING and now < self._free_at(message):
             found = self._find(tenant_id, message, budget)
@@ -149,7 +173,9 @@ class Delivery:
         handed_over_by = self._free_at(message)
         try:
             message = budget.retry(
-                lambda: self._store.save_message(tenant_id, message.claimed(now))
+                lambda: self._store.save_message(
+                    tenant_id, message.claimed(now, self._carrier.name)
+                )
             )
         except errors.LostRace:
             return Taken(message)
@@ -163,6 +189,27 @@ class Delivery:
             return self._fail(tenant_id, message, None, opted_out=False)
         return self._hand_over(tenant_id, message, unreachable_fails=not sweeping)
 
+    def cancel(self, tenant_id: str, message: Message) -> Outcome:
+        """A message held for quiet hours whose session ended before its time: failed, with no
+        carrier's code, and no carrier asked (SPEC 10.8)."""
+        budget = deadline.current(self._deadline_seconds)
+        now = self._clock()
+        cancelled = message.moved_to(FAILED, now)
+        if cancelled is None:
+            return outcome_of(message)
+        changes = events.message_events(tenant_id, message, cancelled, now)
+        try:
+            saved = budget.retry(lambda: self._store.save_message(tenant_id, cancelled, changes))
+        except errors.LostRace:
+            return Taken(message)
+        self._outbox.committed(changes)
+        return Failed(saved)
+
+    def refuse_opted_out(self, tenant_id: str, message: Message) -> Outcome:
+        """A held message whose consumer opted out meanwhile: failed without a carrier call,
+        its session ended for the opt-out (already recorded)."""
+        return self._fail(tenant_id, message, None, opted_out=True, known=True)
+
     def report(self, carrier_id: str, status: str, error_code: str | None) -> str:
         """Apply a carrier's status report; what it did: updated, unchanged or unknown."""
         budget = deadline.current(self._deadline_seconds)
@@ -171,12 +218,16 @@ class Delivery:
             if found is None:
                 return "unknown"
             tenant_id, message = found
-            moved = message.moved_to(status, self._clock(), error_code=error_code)
+            now = self._clock()
+            moved = message.moved_to(status, now, error_code=error_code)
             if moved is None:
                 return "unchanged"  # late, repeated, or after a final status
             logs.note(tenant=tenant_id, chat_id=message.chat_id)
+            changes = events.message_events(tenant_id, message, moved, now)
             try:
-                budget.retry(functools.partial(self._store.save_message, tenant_id, moved))
+                save = functools.partial(self._store.save_message, tenant_id, moved, changes)
+                budget.retry(save)
+                self._outbox.committed(changes)
                 return "updated"
             except errors.LostRace:
                 budget.pause()  # changed meanwhile: read it again
@@ -232,24 +283,36 @@ class Delivery:
     ) -> Outcome:
         """Store what the carrier said of a message it took. It went out whatever happens to
         this write: should it fail, the sweeper finds the carrier's record and stores it."""
-        moved = message.moved_to(
-            receipt.status, self._clock(), receipt.carrier_id, receipt.error_code
-        )
+        now = self._clock()
+        moved = message.moved_to(receipt.status, now, receipt.carrier_id, receipt.error_code)
         moved = moved or dataclasses.replace(message, carrier_id=receipt.carrier_id)
         logs.note(carrier_id=receipt.carrier_id, message_status=moved.status)
+        changes = events.message_events(tenant_id, message, moved, now)
         try:
-            return Delivered(budget.retry(lambda: self._store.save_message(tenant_id, moved)))
+            saved = budget.retry(lambda: self._store.save_message(tenant_id, moved, changes))
+            self._outbox.committed(changes)
+            return Delivered(saved)
         except (errors.LostRace, errors.BackendUnavailable) as exc:
             _not_stored(f"SMS {receipt.carrier_id} went out", exc, tenant_id, message)
             return Delivered(moved)
 
-    def _fail(self, tenant_id: str, message: Message, code: str | None, opted_out: bool) -> Outcome:
-        """The message failed, its session ends failed and frees the consumer, at once."""
+    def _fail(
+        self,
+        tenant_id: str,
+        message: Message,
+        code: str | None,
+        opted_out: bool,
+        known: bool = False,
+    ) -> Outcome:
+        """The message failed, its session ends failed and frees the consumer, at once; where
+        the consumer ``opted_out`` (and it was not ``known``), the opt-out is recorded too."""
         budget = deadline.current(self._deadline_seconds)
         now = self._clock()
         failed = message.moved_to(FAILED, now, error_code=code) or message
         reason = OPT_OUT_REASON if opted_out else UNKNOWN_REASON
-        opt_out = OptOut(message.to_number, now, "carrier", code) if opted_out else None
+        opt_out = (
+            OptOut(message.to_number, now, "carrier", code) if opted_out and not known else None
+        )
         logs.note(message_status=FAILED, carrier_error=code)
         try:
             while True:
@@ -262,11 +325,21 @@ class Delivery:
                     ended = chat.ended(at, "failed", reason)
                 if ended is None or mark is None or mark.chat_id != message.chat_id:
                     mark = None
+                changes = _failure_events(
+                    tenant_id, message, failed, ended=ended, opt_out=opt_out, now=now
+                )
                 try:
                     write = functools.partial(
-                        self._store.fail_message, tenant_id, failed, ended, mark, opt_out
+                        self._store.fail_message,
+                        tenant_id,
+                        failed,
+                        ended,
+                        mark,
+                        opt_out,
+                        events=changes,
                     )
                     budget.retry(write)
+                    self._outbox.committed(changes)
                     return Failed(failed)
                 except errors.LostRace:
                     current = budget.retry(lambda: self._store.read_message(tenant_id, message.ref))
@@ -293,12 +366,48 @@ class Delivery:
         return max(MIN_CARRIER_CALL_SECONDS, min(CARRIER_CALL_SECONDS, left))
 
 
+def _failure_events(
+    tenant_id: str,
+    before: Message,
+    failed: Message,
+    *,
+    ended: Chat | None,
+    opt_out: OptOut | None,
+    now: dt.datetime,
+) -> list[Event]:
+    """A failed message's events: message.failed, then its session's chat.ended, then the
+    consumer's consumer.opted_out where the carrier said they had unsubscribed."""
+    changes = events.message_events(tenant_id, before, failed, now)
+    if ended is not None:
+        changes.append(events.chat_event(events.CHAT_ENDED, tenant_id, ended, now))
+    if opt_out is not None:
+        changes.append(
+            events.consumer_event(events.OPTED_OUT, tenant_id, opt_out.number, "carrier", now)
+        )
+    return changes
+
+
 def _not_stored(what: str, exc: Exception, tenant_id: str, message: Message) -> None:
-    """Log an outcome that could not be stored: the sweeper will find and store it later."""
+    """Log an outcome that could not be stored, and what becomes of the message.
+
+    Firestore could not be reached: the message stays claimed by this sender, so that after
+    SMS_SWEEP_AFTER_SECONDS a sweeper (or a retry with its Idempotency-Key) asks the carrier
+    and stores what it holds, without sending it again. Someone else claimed the message
+    meanwhile: that is only possible if this sender outlived SMS_SWEEP_AFTER_SECONDS (a
+    request is bounded well below it), and the other sender may have sent it a second time.
+    """
+    fields = {"tenant": tenant_id, "chat_id": message.chat_id, "message_id": message.id}
+    if isinstance(exc, errors.LostRace):
+        logs.event(
+            "ERROR",
+            f"{what}, but another sender claimed the message meanwhile (this one outlived "
+            "SMS_SWEEP_AFTER_SECONDS): it settles it, and may have sent it again",
+            **fields,
+        )
+        return
     logs.event(
         "WARNING",
-        f"{what}, but that could not be stored ({exc!r}): the sweeper will settle it",
-        tenant=tenant_id,
-        chat_id=message.chat_id,
-        message_id=message.id,
+        f"{what}, but that could not be stored ({exc!r}): the sweeper will ask the carrier "
+        "after SMS_SWEEP_AFTER_SECONDS and store it, without sending it again",
+        **fields,
     )

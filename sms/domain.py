@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sms import encoding
+from sms.quiet_hours import DEFAULT_TIME_ZONE, QuietHours
 
 CHAT_TYPE = "Messaging (SMS)"
 DEFAULT_LANG = "en"
@@ -40,6 +41,10 @@ class Tenant:
     allowed_regions: tuple[str, ...] = DEFAULT_ALLOWED_REGIONS
     ticket_url_template: str | None = None
     rate_limit_per_second: int = 0  # 0: no limit (SPEC 10.6)
+    # SPEC 10.8: when no message that opens a session goes out, and the zone of numbers
+    # whose own zone is unknown.
+    quiet_hours: QuietHours | None = None
+    default_time_zone: str = DEFAULT_TIME_ZONE
     # Settings of its document that could not be used, and what was used instead.
     problems: tuple[str, ...] = ()
 
@@ -95,18 +100,36 @@ class Chat:
     queued_at: dt.datetime | None = None
     assigned_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
+    wait_duration: int = 0  # whole seconds from queued (or created) to assigned
     chat_duration: int = 0
     out_ticket_id: str | None = None
     out_ticket_url: str | None = None
     chat_subtype: str | None = None
     fail_reason: str | None = None
-    # When a message last joined it (or it was opened): its idle clock (rule 6.4).
+    # When a message last joined it (or it was opened): its idle clock (rule 6.4), and when
+    # it expires by the tenant's timeout as it was then (the sweeper looks for those).
     last_activity_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    # Its first message, held for quiet hours (SPEC 10.8), while it is held.
+    held_message_id: str | None = None
     version: Version = None
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    def assigned(self, agent: Agent, participant_id: int, at: dt.datetime) -> Chat:
+        """This chat with ``agent`` assigned at ``at``, joining its participants."""
+        waited = int((at - (self.queued_at or self.created_at)).total_seconds())
+        joining = Participant(participant_id, "agent", connected_at=at, user_id=agent.id)
+        return dataclasses.replace(
+            self,
+            status="assigned",
+            agent=agent,
+            assigned_at=at,
+            wait_duration=max(waited, 0),
+            participants=(*self.participants, joining),
+        )
 
     def ended(
         self, at: dt.datetime, status: str = "finished", fail_reason: str | None = None
@@ -142,14 +165,25 @@ class ActiveSession:
         return self.last_activity_at + dt.timedelta(seconds=timeout_seconds)
 
 
-# Message statuses (SPEC 10.3). An outbound message is stored ``queued``, handed to the
-# carrier ``sending``, accepted ``sent``, and ends in one final status. A status only moves
-# forward: its rank must grow, and a final status never changes.
-QUEUED, SENDING, SENT = "queued", "sending", "sent"
+# Message statuses (SPEC 10.3, 10.8). An outbound message is stored ``queued`` (or
+# ``scheduled``, held for quiet hours, before that), handed to the carrier ``sending``,
+# accepted ``sent``, and ends in one final status. A status only moves forward: its rank
+# must grow, and a final status never changes.
+SCHEDULED, QUEUED, SENDING, SENT = "scheduled", "queued", "sending", "sent"
 DELIVERED, UNDELIVERED, FAILED = "delivered", "undelivered", "failed"
 RECEIVED = "received"  # an inbound message
 UNSETTLED = frozenset({QUEUED, SENDING})
-_RANK = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, UNDELIVERED: 3, FAILED: 3, RECEIVED: 3}
+FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, RECEIVED})
+_RANK = {
+    SCHEDULED: -1,
+    QUEUED: 0,
+    SENDING: 1,
+    SENT: 2,
+    DELIVERED: 3,
+    UNDELIVERED: 3,
+    FAILED: 3,
+    RECEIVED: 3,
+}
 OUTBOUND, INBOUND = "outbound", "inbound"
 
 
@@ -188,6 +222,10 @@ class Message:
     # When its current sender took it (at its commit, or at a takeover): while that is
     # recent, someone may be handing it to the carrier right now.
     claimed_at: dt.datetime | None = None
+    # The carrier it was handed to (by name): only that carrier settles it (SPEC 10.3).
+    carrier: str | None = None
+    # Held for quiet hours: when it may go (SPEC 10.8); None for a message never held.
+    scheduled_for: dt.datetime | None = None
     version: Version = None
 
     @classmethod
@@ -227,6 +265,11 @@ class Message:
         """Whether a carrier took it (it then has the carrier's id)."""
         return self.carrier_id is not None
 
+    @property
+    def held(self) -> bool:
+        """Whether it waits for the end of quiet hours (no carrier has seen it)."""
+        return self.status == SCHEDULED
+
     def moved_to(
         self,
         status: str,
@@ -237,7 +280,8 @@ class Message:
         """This message at ``status``; None where that would not move it forward.
 
         A carrier that reports a final status had accepted the message: ``sent`` is then
-        recorded on the way, so the history shows every status reached.
+        recorded on the way, so the history shows every status reached. A held message that
+        goes is ``queued`` on the way to ``sending``.
         """
         if _RANK[status] <= _RANK[self.status]:
             return None
@@ -245,6 +289,8 @@ class Message:
         steps = [status]
         if carrier_id is not None and _RANK[self.status] < _RANK[SENT] < _RANK[status]:
             steps.insert(0, SENT)
+        if self.status == SCHEDULED and status == SENDING:
+            steps.insert(0, QUEUED)
         return dataclasses.replace(
             self,
             status=status,
@@ -253,10 +299,15 @@ class Message:
             history=self.history + tuple(StatusChange(step, at) for step in steps),
         )
 
-    def claimed(self, at: dt.datetime) -> Message:
-        """This message taken by a new sender at ``at`` (``sending`` from then on)."""
+    def claimed(self, at: dt.datetime, carrier: str) -> Message:
+        """This message taken by a new sender at ``at``, to hand to ``carrier`` (``sending``
+        from then on)."""
         moved = self.moved_to(SENDING, at) or self
-        return dataclasses.replace(moved, claimed_at=at)
+        return dataclasses.replace(moved, claimed_at=at, carrier=carrier)
+
+    def reached(self, since: Message) -> tuple[str, ...]:
+        """The statuses this message reached since it was ``since`` (oldest first)."""
+        return tuple(change.status for change in self.history[len(since.history) :])
 
 
 @dataclass(frozen=True)
@@ -276,6 +327,7 @@ class ConsumerState:
     session: ActiveSession | None = None
     end_user: EndUser | None = None
     chat: Chat | None = None  # the chat the session points to, when there is one
+    opted_out: bool = False  # the consumer asked this tenant for no more SMS
 
 
 @dataclass(frozen=True)
@@ -290,12 +342,25 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Event:
+    """A change the tenant's own systems hear of (SPEC 10.7): recorded in the commit that
+    makes the change, then delivered. ``data`` is the payload, keys in the documented order."""
+
+    id: str
+    type: str
+    tenant: str
+    at: dt.datetime  # when the change was made
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Finish:
     """End a session whose idle time ran out."""
 
     chat_id: int
     ends_at: dt.datetime
     chat_duration: int
+    ended: Chat | None = None  # the chat as it ended
 
 
 @dataclass(frozen=True)
@@ -366,3 +431,5 @@ class Plan:
     index_carrier_id: bool = False
     opt_out: OptOut | None = None
     opt_in: bool = False
+    # What the commit changes, as the tenant's systems hear of it (SPEC 10.7).
+    events: list[Event] = field(default_factory=list)

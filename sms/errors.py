@@ -46,6 +46,7 @@ OUTBOUND_NUMBER_NOT_FOUND = "outbound_number is not found"
 MESSAGE_REQUIRED = "message is required"
 MESSAGE_TOO_LONG = "message is too long"
 OPTED_OUT = "end_user_number has opted out"  # SPEC 10.3: right after row 13
+QUIET_HOURS = "end_user_number is in quiet hours"  # SPEC 10.8: right after the opt-out
 TICKET_ID_INVALID = "ticket_id is invalid"
 AGENT_INVALID = "agent is invalid"
 AGENT_NOT_FOUND = "agent is not found"
@@ -56,6 +57,7 @@ IDEMPOTENCY_KEY_INVALID = "Idempotency-Key is invalid"
 IDEMPOTENCY_KEY_REUSED = "Idempotency-Key is already used for a different request"
 IDEMPOTENCY_KEY_IN_PROGRESS = "A request with this Idempotency-Key is in progress"
 CHAT_ALREADY_ENDED = "Chat is already ended"
+CHAT_ALREADY_ASSIGNED = "Chat is already assigned"
 STATUS_MUST_BE_FINISHED = 'status must be "finished"'
 # Sending (SPEC 10.3), Twilio's webhooks and the transcript (SPEC 10.5).
 SMS_NOT_SENT = "SMS could not be sent"
@@ -66,6 +68,11 @@ TO_REQUIRED = "To is required"
 FROM_INVALID = "From is invalid"
 LIMIT_INVALID = "limit is invalid"
 PAGE_TOKEN_INVALID = "page_token is invalid"  # noqa: S105 an error text
+# The chats list (SPEC 10.2).
+STATUS_INVALID = "status is invalid"
+# The events feed (SPEC 10.7).
+SINCE_INVALID = "since is invalid"
+TYPE_INVALID = "type is invalid"
 
 PRECEDENCE: tuple[str, ...] = (
     BODY_NOT_OBJECT,
@@ -82,6 +89,7 @@ PRECEDENCE: tuple[str, ...] = (
     MESSAGE_REQUIRED,
     MESSAGE_TOO_LONG,
     OPTED_OUT,
+    QUIET_HOURS,
     TICKET_ID_INVALID,
     AGENT_INVALID,
     AGENT_NOT_FOUND,

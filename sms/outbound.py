@@ -11,11 +11,12 @@ import functools
 import math
 from typing import Any, Protocol
 
-from sms import deadline, errors, logs, schemas
+from sms import deadline, errors, logs, quiet_hours, render, schemas
 from sms.clock import Clock
 from sms.delivery import Delivered, Delivery, Failed, Outcome, Pending, outcome_of
 from sms.domain import (
     QUEUED,
+    SCHEDULED,
     SENDING,
     Agent,
     Chat,
@@ -30,7 +31,8 @@ from sms.domain import (
     Tenant,
 )
 from sms.errors import BadRequest
-from sms.sessions import joined, open_session, standing
+from sms.events.outbox import Outbox
+from sms.sessions import joined, named_agent, open_session, standing
 
 
 class OutboundStore(Protocol):
@@ -72,12 +74,15 @@ class OutboundSms:
         store: OutboundStore,
         delivery: Delivery,
         clock: Clock,
+        *,
+        outbox: Outbox,
         deadline_seconds: float,
         lease: dt.timedelta,
     ) -> None:
         self._store = store
         self._delivery = delivery
         self._clock = clock
+        self._outbox = outbox
         self._deadline_seconds = deadline_seconds
         self._lease = lease  # how long the request that committed a message may still run
 
@@ -116,6 +121,9 @@ class OutboundSms:
         failures.raise_before(errors.OPTED_OUT)
         if lookup.opted_out:
             raise BadRequest(errors.OPTED_OUT)
+        now = self._clock()
+        failures.raise_before(errors.QUIET_HOURS)
+        hold_until = _quiet_until(tenant, values, lookup, now)
         failures.raise_before(errors.AGENT_NOT_FOUND)
         request = loaded.request()
         logs.note(
@@ -125,10 +133,10 @@ class OutboundSms:
         agent = named_agent(request.agent_id, request.agent_email, lookup.agent_by_id,
                             lookup.agent_by_email)  # fmt: skip
 
-        now = self._clock()
         state = lookup.consumer
+        decide = functools.partial(self._decide, tenant, request, agent, now=now, hold=hold_until)
         while True:
-            plan = budget.retry(functools.partial(self._decide, tenant, request, agent, state, now))
+            plan = budget.retry(lambda: decide(state))  # noqa: B023
             assert plan.answer is not None
             if claim is not None:
                 plan.key = KeyCompletion(claim, 200, chat=plan.answer, message=plan.message.ref)
@@ -150,6 +158,10 @@ class OutboundSms:
                     version = None
                     break
         _note_sent(plan)
+        self._outbox.committed(plan.events)
+        if plan.message.held:  # it goes when quiet hours are over (the sweeper sends it)
+            logs.note(held_until=render.timestamp(plan.message.scheduled_for))
+            return plan.answer
         message = dataclasses.replace(plan.message, version=version)
         if version is None:  # it landed unseen: its version is what is stored
             stored = budget.retry(lambda: self._store.read_message(tenant.id, plan.message.ref))
@@ -164,6 +176,8 @@ class OutboundSms:
         if message is None:
             return answer
         logs.note(chat_id=message.chat_id)
+        if message.held:  # held for quiet hours: the first answer stands
+            return answer
         if message.settled:
             return self._answer(outcome_of(message), answer)
         claimed_at = message.claimed_at or message.created_at
@@ -189,12 +203,16 @@ class OutboundSms:
         request: schemas.OutboundSmsRequest,
         agent: Agent | None,
         state: ConsumerState,
+        *,
         now: dt.datetime,
+        hold: dt.datetime | None,
     ) -> Plan:
         active, replaces, finish = standing(tenant, state, now)
 
         def message(chat_id: int) -> Message:
-            return _message(chat_id, request, agent, now)
+            if hold is not None:  # quiet hours: stored scheduled, sent when they are over
+                return _held(chat_id, request, agent, now, hold)
+            return _message(chat_id, request, agent, now, self._delivery.carrier_name)
 
         if active is None:
             return open_session(
@@ -211,6 +229,7 @@ class OutboundSms:
                 out_ticket_id=request.ticket_id,
                 out_ticket_url=tenant.ticket_url(request.ticket_id),
                 chat_subtype=request.chat_subtype,
+                holding=hold is not None,
             )
         session, chat = active
         if (
@@ -218,8 +237,35 @@ class OutboundSms:
             and agent.id in session.agent_ids
             and request.outbound_number == session.outbound_number
         ):
-            return joined(tenant.id, request.end_user_number, active, message(chat.id), now)
+            return joined(tenant, request.end_user_number, active, message(chat.id), now)
         raise BadRequest(errors.ACTIVE_SESSION)
+
+
+def _quiet_until(
+    tenant: Tenant, values: dict[str, Any], lookup: Lookup, now: dt.datetime
+) -> dt.datetime | None:
+    """Until when a message that opens a session is held for the tenant's quiet hours (SPEC
+    10.8); None when it goes now. Policy refuse (or a hold that would never end) is the 400.
+    A message an agent sends into the consumer's active session is never held nor refused."""
+    rules = tenant.quiet_hours
+    if rules is None:
+        return None
+    verdict = quiet_hours.check(values["end_user_number"], rules, tenant.default_time_zone, now)
+    if not verdict.quiet:
+        return None
+    active, _, _ = standing(tenant, lookup.consumer, now)
+    agent = lookup.agent_by_id or lookup.agent_by_email
+    if (
+        active is not None
+        and agent is not None
+        and agent.id in active[0].agent_ids
+        and values.get("outbound_number") == active[0].outbound_number
+    ):
+        return None  # on an agent's behalf (6.3): the consumer is in a conversation
+    if rules.policy == "refuse" or verdict.until is None:
+        logs.note(quiet_hours=verdict.zones)
+        raise BadRequest(errors.QUIET_HOURS)
+    return verdict.until
 
 
 def _note_sent(plan: Plan) -> None:
@@ -227,32 +273,32 @@ def _note_sent(plan: Plan) -> None:
     logs.note(outcome=outcome, chat_id=plan.message.chat_id)
 
 
-def named_agent(
-    agent_id: int | None,
-    agent_email: str | None,
-    by_id: Agent | None,
-    by_email: Agent | None,
-) -> Agent | None:
-    """The agent a request names by id and/or email (rules 15 and 16), given what the store
-    found for each name.
-
-    Named both ways, both must name the same existing agent: where either names an agent the
-    other does not, the names disagree (rule 15); where neither names one, it is not found.
-    """
-    if agent_id is not None and agent_email is not None:
-        if by_id is None and by_email is None:
-            raise BadRequest(errors.AGENT_NOT_FOUND)
-        if by_id is None or by_email is None or by_id.id != by_email.id:
-            raise BadRequest(errors.AGENT_INVALID)
-        return by_id
-    named = by_id or by_email
-    if named is None and (agent_id is not None or agent_email is not None):
-        raise BadRequest(errors.AGENT_NOT_FOUND)
-    return named
+def _held(
+    chat_id: int,
+    request: schemas.OutboundSmsRequest,
+    agent: Agent | None,
+    now: dt.datetime,
+    until: dt.datetime,
+) -> Message:
+    """The outbound message held for quiet hours: scheduled, for the sweeper to send."""
+    return Message.new(
+        chat_id,
+        request.message,
+        (request.outbound_number, request.end_user_number),
+        now,
+        agent_id=agent.id if agent else None,
+        status=SCHEDULED,
+        history=(StatusChange(SCHEDULED, now),),
+        scheduled_for=until,
+    )
 
 
 def _message(
-    chat_id: int, request: schemas.OutboundSmsRequest, agent: Agent | None, now: dt.datetime
+    chat_id: int,
+    request: schemas.OutboundSmsRequest,
+    agent: Agent | None,
+    now: dt.datetime,
+    carrier: str,
 ) -> Message:
     """The outbound message, as its commit stores it: queued, and at once claimed by this
     request to send (``sending``), so that no one else sends it while it does."""
@@ -265,4 +311,5 @@ def _message(
         status=SENDING,
         history=(StatusChange(QUEUED, now), StatusChange(SENDING, now)),
         claimed_at=now,
+        carrier=carrier,
     )

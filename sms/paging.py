@@ -18,7 +18,7 @@ from sms import errors
 _T = TypeVar("_T")
 _DIGITS = re.compile(r"[0-9]{1,3}")
 MAX_PAGE_SIZE = 200
-_TOKEN = re.compile(r"([0-9]{1,15})\.([A-Za-z0-9_-]{1,64})")
+_TOKEN = re.compile(r"([0-9]{1,15})\.(.{1,64})")
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,16 @@ def token(at: dt.datetime, item_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def cursor(page_token: str) -> tuple[dt.datetime, str]:
-    """Where a page token says the page starts; 400 for anything this service did not issue."""
+def cursor(page_token: str, ids: re.Pattern[str]) -> tuple[dt.datetime, str]:
+    """Where a page token says the page starts; 400 for anything this service did not issue.
+
+    ``ids`` is the form of the ids the list's items have: only such an id, never a name
+    Firestore reserves or refuses (``__x__``, ``..``, a ``/``), reaches a query."""
     try:
         raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4)).decode("ascii")
         match = _TOKEN.fullmatch(raw)
         reencoded = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-        if match is None or reencoded != page_token:
+        if match is None or reencoded != page_token or not ids.fullmatch(match[2]):
             raise ValueError(page_token)
         at = dt.datetime.fromtimestamp(int(match[1]) / 1000, dt.timezone.utc)
     except (ValueError, OverflowError, OSError) as exc:  # binascii.Error is a ValueError

@@ -63,7 +63,7 @@ def chat_document(chat: Chat) -> dict[str, Any]:
         "queued_at": timestamp(chat.queued_at),
         "assigned_at": timestamp(chat.assigned_at),
         "ends_at": timestamp(chat.ends_at),
-        "wait_duration": 0,
+        "wait_duration": chat.wait_duration,
         "chat_duration": chat.chat_duration,
         "rating": None,
         "has_feedback": False,
@@ -110,4 +110,5 @@ def message_document(message: Message) -> dict[str, Any]:
         "status_history": [
             {"status": change.status, "at": timestamp(change.at)} for change in message.history
         ],
+        "scheduled_for": timestamp(message.scheduled_for),
     }

@@ -25,12 +25,15 @@ from sms.domain import (
     RECEIVED,
     SUBDOMAIN,
     ConsumerState,
+    Event,
     Message,
     OptOut,
     Plan,
     StatusChange,
     Tenant,
 )
+from sms.events import model as events
+from sms.events.outbox import Outbox
 from sms.sessions import joined, open_session, standing
 
 OPT_OUT_KEYWORDS = frozenset(
@@ -63,8 +66,11 @@ class Reply:
     text: str
 
     @property
-    def keyword(self) -> str:
-        return self.text.strip().upper()
+    def keyword(self) -> str | None:
+        """The reply as a keyword: trimmed and upper-cased, in ASCII only, as Twilio matches
+        them (a long s or an st ligature is no S, though Python would upper-case it so)."""
+        text = self.text.strip()
+        return text.upper() if text.isascii() else None
 
     def judged(self) -> Reply:
         """This reply with its numbers in E.164: 404 for a To no tenant can own (it is not a
@@ -81,9 +87,12 @@ class Reply:
 class Replies:
     """Consumers' replies, stored in their sessions (or opening one)."""
 
-    def __init__(self, store: ReplyStore, clock: Clock, deadline_seconds: float) -> None:
+    def __init__(
+        self, store: ReplyStore, clock: Clock, outbox: Outbox, deadline_seconds: float
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._outbox = outbox
         self._deadline_seconds = deadline_seconds
 
     def receive(self, incoming: Reply) -> str:
@@ -119,7 +128,7 @@ class Replies:
             plan = budget.retry(lambda: self._decide(tenant, reply, state, now))  # noqa: B023
             try:
                 self._store.commit(plan)
-                return "opened" if plan.new_chat is not None else "joined"
+                return self._committed(plan)
             except (errors.LostRace, errors.BackendUnavailable):
                 # The consumer's session changed first, the same reply was stored by a
                 # concurrent delivery, or this commit's outcome is unknown: look again.
@@ -134,7 +143,17 @@ class Replies:
                     mine = state.session is not None and (
                         state.session.written_by == plan.session.written_by
                     )
-                    return ("opened" if plan.new_chat else "joined") if mine else "duplicate"
+                    return self._committed(plan) if mine else "duplicate"
+
+    def _committed(self, plan: Plan) -> str:
+        """What a reply's commit did (opened or joined), its events announced."""
+        self._outbox.committed(plan.events)
+        if plan.opt_out is not None:
+            logs.note(opt_out="keyword")
+        elif plan.opt_in:
+            logs.note(opt_in="keyword")
+        logs.note(chat_id=plan.message.chat_id)
+        return "opened" if plan.new_chat is not None else "joined"
 
     def _decide(self, tenant: Tenant, reply: Reply, state: ConsumerState, now: dt.datetime) -> Plan:
         active, replaces, finish = standing(tenant, state, now)
@@ -157,13 +176,23 @@ class Replies:
                 queued_at=now,
             )
         else:
-            plan = joined(tenant.id, reply.from_number, active, message(active[1].id), now)
+            plan = joined(tenant, reply.from_number, active, message(active[1].id), now)
         plan.index_carrier_id = True
+        plan.events.append(events.received_event(tenant.id, plan.message))
+        consumer = reply.from_number
         if reply.keyword in OPT_OUT_KEYWORDS:
-            plan.opt_out = OptOut(reply.from_number, now, "reply")
+            plan.opt_out = OptOut(consumer, now, "reply")
+            if not state.opted_out:
+                plan.events.append(_consumer_event(events.OPTED_OUT, tenant, consumer, now))
         elif reply.keyword in OPT_IN_KEYWORDS:
             plan.opt_in = True
+            if state.opted_out:
+                plan.events.append(_consumer_event(events.OPTED_IN, tenant, consumer, now))
         return plan
+
+
+def _consumer_event(kind: str, tenant: Tenant, consumer: str, now: dt.datetime) -> Event:
+    return events.consumer_event(kind, tenant.id, consumer, "keyword", now)
 
 
 def _inbound(chat_id: int, reply: Reply, now: dt.datetime) -> Message:

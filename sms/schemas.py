@@ -188,6 +188,43 @@ class OutboundSmsSchema(Schema):
         return data
 
 
+class AgentSchema(Schema):
+    """The agent a PATCH of a chat names (SPEC 10.2), judged as rows 15 and 16 of section 4."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    agent_id = _optional(AgentId())
+    agent_id_camel = _optional(AgentId(data_key="agentId"))
+    agent_email = _optional(AgentEmail())
+    agent_email_camel = _optional(AgentEmail(data_key="agentEmail"))
+
+    @post_load
+    def _merge_spellings(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {
+            "agent_id": _one_of(data.get("agent_id"), data.get("agent_id_camel")),
+            "agent_email": _one_of(
+                data.get("agent_email"),
+                data.get("agent_email_camel"),
+                same=lambda a, b: a.casefold() == b.casefold(),
+            ),
+        }
+
+
+_AGENT_SCHEMA = AgentSchema()
+AGENT_FIELDS = ("agent_id", "agentId", "agent_email", "agentEmail")
+
+
+def load_agent(body: dict[str, Any]) -> tuple[int | None, str | None]:
+    """The agent a body names by id and by email (either may be None); rule 15's
+    BadRequest where a field has the wrong type or two fields disagree."""
+    try:
+        values = _AGENT_SCHEMA.load(body)
+    except ValidationError as exc:
+        raise errors.BadRequest(errors.AGENT_INVALID) from exc
+    return values["agent_id"], values["agent_email"]
+
+
 def _texts(messages: Any) -> list[str]:
     if isinstance(messages, str):
         return [messages]

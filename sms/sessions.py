@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sms import errors
 from sms.domain import (
     ActiveSession,
     Agent,
@@ -26,6 +27,7 @@ from sms.domain import (
     Plan,
     Tenant,
 )
+from sms.events import model as events
 
 
 class IdSource(Protocol):
@@ -51,7 +53,8 @@ def standing(
     expires_at = session.expires_at(tenant.session_timeout_seconds)
     if now >= expires_at:
         ended = chat.ended(expires_at)
-        return None, session, Finish(chat.id, ends_at=expires_at, chat_duration=ended.chat_duration)
+        finish = Finish(chat.id, ends_at=expires_at, chat_duration=ended.chat_duration, ended=ended)
+        return None, session, finish
     return (session, chat), None, None
 
 
@@ -80,11 +83,13 @@ def open_session(
     agent: Agent | None = None,
     replaces: ActiveSession | None = None,
     finish: Finish | None = None,
+    holding: bool = False,
     **chat_fields: Any,
 ) -> Plan:
     """A new session for the consumer, its first message, and its mark (replacing
     ``replaces``, finishing ``finish``). ``chat_fields`` set what differs from an outbound
-    session's chat."""
+    session's chat; ``holding``: its first message is held (quiet hours), and the chat
+    names it, so that ending the session cancels it."""
     new_end_user = None
     end_user = state.end_user
     if end_user is None:
@@ -110,7 +115,11 @@ def open_session(
         agent=agent,
         assigned_at=now if agent else None,
         last_activity_at=now,
+        expires_at=now + dt.timedelta(seconds=tenant.session_timeout_seconds),
     )
+    first = message(chat_id)
+    if holding:
+        chat_fields["held_message_id"] = first.id
     chat = dataclasses.replace(chat, **chat_fields)
     session = ActiveSession(
         chat_id=chat_id,
@@ -121,21 +130,25 @@ def open_session(
         written_by=write_id(),
         chat=chat,
     )
+    changes = [events.chat_event(events.CHAT_CREATED, tenant.id, chat, now)]
+    if finish is not None and finish.ended is not None:
+        changes.insert(0, events.chat_event(events.CHAT_ENDED, tenant.id, finish.ended, now))
     return Plan(
         tenant_id=tenant.id,
         consumer=consumer,
-        message=message(chat_id),
+        message=first,
         session=session,
         session_version=replaces.version if replaces else None,
         new_chat=chat,
         new_end_user=new_end_user,
         finish=finish,
         answer=chat,
+        events=changes,
     )
 
 
 def joined(
-    tenant_id: str,
+    tenant: Tenant,
     consumer: str,
     active: tuple[ActiveSession, Chat],
     message: Message,
@@ -143,9 +156,10 @@ def joined(
 ) -> Plan:
     """A message joins the consumer's active session, which counts as activity."""
     session, chat = active
-    chat = dataclasses.replace(chat, last_activity_at=now, version=None)
+    expires_at = now + dt.timedelta(seconds=tenant.session_timeout_seconds)
+    chat = dataclasses.replace(chat, last_activity_at=now, expires_at=expires_at, version=None)
     return Plan(
-        tenant_id=tenant_id,
+        tenant_id=tenant.id,
         consumer=consumer,
         message=message,
         session=dataclasses.replace(
@@ -154,3 +168,27 @@ def joined(
         session_version=session.version,
         answer=chat,
     )
+
+
+def named_agent(
+    agent_id: int | None,
+    agent_email: str | None,
+    by_id: Agent | None,
+    by_email: Agent | None,
+) -> Agent | None:
+    """The agent a request names by id and/or email (rules 15 and 16), given what the store
+    found for each name.
+
+    Named both ways, both must name the same existing agent: where either names an agent the
+    other does not, the names disagree (rule 15); where neither names one, it is not found.
+    """
+    if agent_id is not None and agent_email is not None:
+        if by_id is None and by_email is None:
+            raise errors.BadRequest(errors.AGENT_NOT_FOUND)
+        if by_id is None or by_email is None or by_id.id != by_email.id:
+            raise errors.BadRequest(errors.AGENT_INVALID)
+        return by_id
+    named = by_id or by_email
+    if named is None and (agent_id is not None or agent_email is not None):
+        raise errors.BadRequest(errors.AGENT_NOT_FOUND)
+    return named

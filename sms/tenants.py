@@ -10,11 +10,12 @@ served meanwhile, as if the field were missing.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import phonenumbers
 
-from sms import logs
+from sms import logs, quiet_hours
 from sms.domain import (
     DEFAULT_ALLOWED_REGIONS,
     DEFAULT_LANG,
@@ -26,6 +27,7 @@ MAX_SESSION_TIMEOUT_SECONDS = 365 * 86400
 MAX_RATE_LIMIT = 1_000_000
 MAX_TEMPLATE_CHARS = 2048
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+_T = TypeVar("_T")
 _TEMPLATE = re.compile(r"https?://\S+")
 
 
@@ -48,6 +50,16 @@ class _Judge:
         if value is None or isinstance(value, bool):
             return value is True
         return bool(self.refuse(name, "is not true or false", False))
+
+    def rule(self, name: str, judged: Callable[[object], _T], default: _T) -> _T:
+        """A field judged by ``judged`` (ValueError: why it cannot be used); missing: default."""
+        value = self.data.get(name)
+        if value is None:
+            return default
+        try:
+            return judged(value)
+        except ValueError as exc:
+            return cast(_T, self.refuse(name, str(exc), default))
 
     def whole(self, name: str, default: int, low: int, high: int) -> int:
         value = self.data.get(name)
@@ -109,6 +121,10 @@ def _judged(tenant_id: str, judge: _Judge) -> Tenant:
         allowed_regions=tuple(r.upper() for r in regions),
         ticket_url_template=template,
         rate_limit_per_second=judge.whole("rate_limit_per_second", 0, 0, MAX_RATE_LIMIT),
+        quiet_hours=judge.rule("quiet_hours", quiet_hours.judge_quiet_hours, None),
+        default_time_zone=judge.rule(
+            "default_time_zone", quiet_hours.judge_time_zone, quiet_hours.DEFAULT_TIME_ZONE
+        ),
         problems=tuple(judge.problems),
     )
 

@@ -32,6 +32,7 @@ import flask
 from sms import deadline, errors, logs, reach, render
 from sms.domain import MAX_ID
 from sms.errors import ApiError
+from sms.events.outbox import Outbox
 
 MAX_BODY_BYTES = 64 * 1024
 _MAX_INT_DIGITS = 4000  # under Python's limit on converting digits to int
@@ -179,15 +180,10 @@ def json_or_none(data: bytes) -> Any:
 class Entry:
     """The wrapper every entry point answers through (see the module's doc)."""
 
-    def __init__(
-        self,
-        project: str | None,
-        deadline_seconds: float,
-        after: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, project: str | None, deadline_seconds: float, outbox: Outbox) -> None:
         self._project = project
         self._deadline_seconds = deadline_seconds
-        self._after = after  # what follows the work of every request, inside its line
+        self._outbox = outbox
 
     def answer(
         self,
@@ -202,7 +198,12 @@ class Entry:
             self._project, headers.get("X-Cloud-Trace-Context"), headers.get("traceparent")
         )
         stack_trace = None
-        with logs.RequestLine(request.method, request.path, trace) as line:
+        # What the work commits is announced once, when it is done (sms.events.outbox), and
+        # before the line is written, so that the line tells whether it was.
+        with (
+            logs.RequestLine(request.method, request.path, trace) as line,
+            self._outbox.collecting(),
+        ):
             try:
                 with deadline.bounded(deadline_seconds or self._deadline_seconds):
                     response = work()
@@ -216,8 +217,6 @@ class Entry:
                 stack_trace = traceback.format_exc()
                 logs.note(outcome="error")
                 response = json_response(500, {"message": "Internal Server Error"})
-            if self._after is not None:
-                self._after()
         finish(request, response)
         line.write(response.status_code, stack_trace)
         return response

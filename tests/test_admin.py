@@ -361,8 +361,11 @@ def test_a_sweep_with_nothing_to_settle_reports_nothing(admin: Admin) -> None:
     status, report, _ = admin("sweep")
 
     assert status == 0
-    assert set(report) == {"counts", "settled"}
-    assert set(report["counts"]) == {"delivered", "failed", "pending", "taken"}
+    assert set(report) == {"counts", "settled", "sessions_ended", "events_announced"}
+    assert report["events_announced"] == 0
+    assert set(report["counts"]) == {
+        "delivered", "failed", "pending", "taken", "held", "other_carrier",
+    }  # fmt: skip
 
 
 def test_a_sweep_refuses_a_carrier_it_does_not_know(admin: Admin) -> None:

@@ -45,6 +45,7 @@ from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import serving
 
 DOCUMENT_PATH = ROOT / "openapi.yaml"
+EVENTS_PATH = "/apps/api/v1/events"
 SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
 # openapi-core reads an unknown media type as bytes; the TwiML answer is text, read as such.
 OPENAPI = OpenAPI.from_file_path(
@@ -68,7 +69,7 @@ NOT_SENT = {"message": "SMS could not be sent"}
 # SPEC section 10.5: a transcript message's keys, in their order.
 MESSAGE_KEYS = [
     "id", "chat_id", "direction", "from", "to", "text", "agent_id", "encoding", "segments",
-    "status", "carrier_id", "error_code", "created_at", "status_history",
+    "status", "carrier_id", "error_code", "created_at", "status_history", "scheduled_for",
 ]  # fmt: skip
 
 
@@ -328,6 +329,7 @@ def test_it_documents_exactly_the_routes_of_the_function() -> None:
         (CHAT_TEMPLATE, "get"),
         (CHAT_TEMPLATE, "patch"),
         (TRANSCRIPT_TEMPLATE, "get"),
+        (EVENTS_PATH, "get"),
     }
 
 
@@ -489,7 +491,8 @@ def test_the_message_schema_lists_the_spec_keys_in_order() -> None:
     assert schema["additionalProperties"] is False
     status = resolve(schema["properties"]["status"])
     assert status["enum"] == [
-        "queued", "sending", "sent", "delivered", "undelivered", "failed", "received",
+        "scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed",
+        "received",
     ]  # fmt: skip
     assert resolve(schema["properties"]["encoding"])["enum"] == ["GSM-7", "UCS-2"]
     page_schema = SPEC["components"]["schemas"]["MessagePage"]
@@ -616,6 +619,16 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (TRANSCRIPT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
     (TRANSCRIPT_TEMPLATE, "get", 429): {errors.TooManyRequests.message},
     (TRANSCRIPT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
+    (EVENTS_PATH, "get", 400): {
+        errors.SINCE_INVALID,
+        errors.TYPE_INVALID,
+        errors.LIMIT_INVALID,
+        errors.PAGE_TOKEN_INVALID,
+    },
+    (EVENTS_PATH, "get", 401): {errors.Unauthorized.message},
+    (EVENTS_PATH, "get", 413): {errors.PayloadTooLarge.message},
+    (EVENTS_PATH, "get", 429): {errors.TooManyRequests.message},
+    (EVENTS_PATH, "get", 503): {errors.ServiceUnavailable.message},
 }
 
 
@@ -753,6 +766,7 @@ SIGNED_IN = {
     (CHAT_TEMPLATE, "get"),
     (CHAT_TEMPLATE, "patch"),
     (TRANSCRIPT_TEMPLATE, "get"),
+    (EVENTS_PATH, "get"),
 }
 
 

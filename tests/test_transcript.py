@@ -12,7 +12,7 @@ from conftest import SEED_BODY, SMS_PATH, Tenant
 
 MESSAGE_KEYS = [
     "id", "chat_id", "direction", "from", "to", "text", "agent_id", "encoding", "segments",
-    "status", "carrier_id", "error_code", "created_at", "status_history",
+    "status", "carrier_id", "error_code", "created_at", "status_history", "scheduled_for",
 ]  # fmt: skip
 LIMIT_INVALID = {"message": "limit is invalid"}
 TOKEN_INVALID = {"message": "page_token is invalid"}

@@ -51,12 +51,12 @@ def sweep(store: ConfigStore, args: argparse.Namespace) -> Any:
     app = bootstrap.build(config, store=FirestoreStore(store.client, config))
     try:
         with contextlib.redirect_stdout(sys.stderr):  # its log lines; the report goes to stdout
-            settled = app.sweeper.sweep()
+            swept = app.sweeper.run()
     except errors.BackendUnavailable as exc:
         if not unanswered(exc):
             raise
         raise store.unreachable(config.request_deadline_seconds) from exc
-    return jobs.sweep_report(settled)
+    return jobs.sweep_report(swept)
 
 
 def add_commands(groups: Actions) -> None:

@@ -1,6 +1,6 @@
-"""Start and stop the official Firestore emulator for local runs and tests.
+"""Start and stop the official Firestore and Pub/Sub emulators for local runs and tests.
 
-The emulator runs in its own process group: ``gcloud`` starts a Java process, and stopping
+An emulator runs in its own process group: ``gcloud`` starts a Java process, and stopping
 ``gcloud`` alone would leave Java running. ``stop`` kills the whole group.
 """
 
@@ -51,6 +51,14 @@ def wait_until(
     raise RuntimeError(f"{what} was not ready after {seconds:.0f} s")
 
 
+# How gcloud starts each emulator.
+COMMANDS = {
+    "firestore": ["gcloud", "emulators", "firestore", "start"],
+    "pubsub": ["gcloud", "beta", "emulators", "pubsub", "start"],
+}
+NAMES = {"firestore": "the Firestore emulator", "pubsub": "the Pub/Sub emulator"}
+
+
 @dataclass
 class Emulator:
     host_port: str
@@ -58,13 +66,18 @@ class Emulator:
 
     @classmethod
     def start(
-        cls, port: int | None = None, log_path: Path | None = None, seconds: float = 90
+        cls,
+        port: int | None = None,
+        log_path: Path | None = None,
+        seconds: float = 90,
+        kind: str = "firestore",
     ) -> Emulator:
-        """Start the emulator on loopback and wait until it answers."""
+        """Start the emulator (``firestore`` or ``pubsub``) on loopback and wait until it
+        answers."""
         host_port = f"127.0.0.1:{port or free_port()}"
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
-            ["gcloud", "emulators", "firestore", "start", f"--host-port={host_port}", "--quiet"],
+            [*COMMANDS[kind], f"--host-port={host_port}", "--quiet"],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -72,7 +85,7 @@ class Emulator:
         )
         emulator = cls(host_port, process)
         try:
-            wait_until(lambda: is_ready(host_port), seconds, "the Firestore emulator", process)
+            wait_until(lambda: is_ready(host_port), seconds, NAMES[kind], process)
         except BaseException:
             emulator.stop()
             raise

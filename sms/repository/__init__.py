@@ -23,7 +23,7 @@ consumer's mark and a new end user are read without locks, then written with pre
 (create = must not exist; update = must still be at the version read). A request that lost
 the race gets ``LostRace`` and decides again; it never waits on a lock.
 
-One part per aggregate, each on the same ``Firestore`` (database.py: the client, its calls
+One part per aggregate, each on the same ``Database`` (database.py: the client, its calls
 bounded, documents by name): ``tenants`` (sign-ins, request counts, number owners),
 ``sessions`` (a request's reads and commit, chats, ids), ``messages`` (statuses after the
 commit, carrier ids, the sweeper's query, transcripts), ``keys`` (Idempotency-Key records);
@@ -34,6 +34,7 @@ and answers for each of them, so that a use case is handed one store.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from google.cloud import firestore
@@ -45,6 +46,7 @@ from sms.domain import (
     Chat,
     Claim,
     ConsumerState,
+    Event,
     KeyCompletion,
     Lookup,
     Message,
@@ -54,7 +56,9 @@ from sms.domain import (
     StoredKey,
     Tenant,
 )
-from sms.repository.database import Firestore
+from sms.events.model import Endpoint, HookState, StoredEvent
+from sms.repository.database import Database
+from sms.repository.events import EventLog
 from sms.repository.keys import Keys
 from sms.repository.messages import Messages
 from sms.repository.sessions import Sessions
@@ -67,11 +71,12 @@ class FirestoreStore:
     """The service's store, on one Firestore database: the parts, and one door to each."""
 
     def __init__(self, client: firestore.Client, settings: Settings) -> None:
-        self.db = Firestore(client, settings.rpc_timeout_seconds, settings.database)
+        self.db = Database(client, settings.rpc_timeout_seconds, settings.database)
         self.tenants = Tenants(self.db)
         self.keys = Keys(self.db)
-        self.sessions = Sessions(self.db, self.keys, settings.id_block_size)
-        self.messages = Messages(self.db, self.sessions)
+        self.events = EventLog(self.db)
+        self.sessions = Sessions(self.db, self.keys, self.events, settings.id_block_size)
+        self.messages = Messages(self.db, self.sessions, self.events)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
@@ -129,16 +134,53 @@ class FirestoreStore:
     def commit(self, plan: Plan) -> Any:
         return self.sessions.commit(plan)
 
-    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
-        self.sessions.end_chat(tenant_id, ended, session)
+    def end_chat(
+        self,
+        tenant_id: str,
+        ended: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+        cancelled: Message | None = None,
+    ) -> None:
+        self.sessions.end_chat(tenant_id, ended, session, events, cancelled)
+
+    def assign_chat(
+        self,
+        tenant_id: str,
+        assigned: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        self.sessions.assign_chat(tenant_id, assigned, session, events)
+
+    def chats_page(
+        self,
+        tenant_id: str,
+        statuses: tuple[str, ...],
+        end_user_number: str | None,
+        page_size: int,
+        after: tuple[dt.datetime, int] | None,
+    ) -> list[Chat]:
+        return self.sessions.chats_page(tenant_id, statuses, end_user_number, page_size, after)
+
+    def expired_chats(self, before: dt.datetime, batch_size: int) -> list[tuple[str, Chat]]:
+        return self.sessions.expired_chats(before, batch_size)
+
+    def postpone_expiry(self, tenant_id: str, chat: Chat, expires_at: dt.datetime) -> None:
+        self.sessions.postpone_expiry(tenant_id, chat, expires_at)
+
+    def due_held(self, now: dt.datetime, batch_size: int) -> list[tuple[str, Message]]:
+        return self.messages.due_held(now, batch_size)
 
     # -- messages
 
     def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
         return self.messages.read_message(tenant_id, ref)
 
-    def save_message(self, tenant_id: str, message: Message) -> Message:
-        return self.messages.save_message(tenant_id, message)
+    def save_message(
+        self, tenant_id: str, message: Message, events: Sequence[Event] = ()
+    ) -> Message:
+        return self.messages.save_message(tenant_id, message, events)
 
     def fail_message(
         self,
@@ -147,8 +189,10 @@ class FirestoreStore:
         ended: Chat | None,
         mark: ActiveSession | None,
         opt_out: OptOut | None,
+        *,
+        events: Sequence[Event] = (),
     ) -> None:
-        self.messages.fail_message(tenant_id, message, ended, mark, opt_out)
+        self.messages.fail_message(tenant_id, message, ended, mark, opt_out, events=events)
 
     def carrier_id_owner(self, carrier_id: str) -> tuple[str, MessageRef] | None:
         return self.messages.carrier_id_owner(carrier_id)
@@ -183,3 +227,34 @@ class FirestoreStore:
 
     def release_key(self, claim: Claim) -> None:
         self.keys.release_key(claim)
+
+    # -- events
+
+    def events_page(
+        self,
+        tenant_id: str,
+        since: dt.datetime | None,
+        kind: str | None,
+        page_size: int,
+        after: tuple[dt.datetime, str] | None,
+    ) -> list[StoredEvent]:
+        return self.events.page(tenant_id, since, kind, page_size, after)
+
+    def read_events(self, tenant_id: str, event_ids: list[str]) -> list[StoredEvent]:
+        return self.events.read(tenant_id, event_ids)
+
+    def webhook_endpoints(self, tenant_id: str) -> list[Endpoint]:
+        return self.events.endpoints(tenant_id)
+
+    def claim_deliveries(
+        self, tenant_id: str, claims: list[tuple[StoredEvent, dict[str, dt.datetime]]]
+    ) -> None:
+        self.events.claim(tenant_id, claims)
+
+    def record_deliveries(
+        self, tenant_id: str, outcomes: list[tuple[str, str, HookState]], disable: list[str]
+    ) -> None:
+        self.events.record(tenant_id, outcomes, disable)
+
+    def undispatched_events(self, before: dt.datetime, batch_size: int) -> list[tuple[str, str]]:
+        return self.events.undispatched(before, batch_size)

@@ -70,7 +70,7 @@ def _unavailable(where: str, exc: BaseException) -> errors.BackendUnavailable:
     return errors.BackendUnavailable(f"{where} could not be used: {type(exc).__name__}: {exc}")
 
 
-class Firestore:
+class Database:
     """One database: its client, its calls bounded, its documents by name."""
 
     def __init__(

@@ -81,11 +81,14 @@ def chat_doc(chat: Chat) -> dict[str, Any]:
         "queued_at": chat.queued_at,
         "assigned_at": chat.assigned_at,
         "ends_at": chat.ends_at,
+        "wait_duration": chat.wait_duration,
         "chat_duration": chat.chat_duration,
         "out_ticket_id": chat.out_ticket_id,
         "out_ticket_url": chat.out_ticket_url,
         "fail_reason": chat.fail_reason,
         "last_activity_at": chat.last_activity_at,
+        "expires_at": chat.expires_at,
+        "held_message_id": chat.held_message_id,
         "outbound_number": chat.outbound_number,
         "end_user_number": chat.end_user.phone_number,
         "end_user": stored(chat.end_user),
@@ -126,12 +129,15 @@ def chat_from(data: dict[str, Any], version: Any = None) -> Chat:
         queued_at=data.get("queued_at"),
         assigned_at=data.get("assigned_at"),
         ends_at=data.get("ends_at"),
+        wait_duration=data.get("wait_duration") or 0,
         chat_duration=data.get("chat_duration") or 0,
         out_ticket_id=data.get("out_ticket_id"),
         out_ticket_url=data.get("out_ticket_url"),
         chat_subtype=data.get("chat_subtype"),
         fail_reason=data.get("fail_reason"),
         last_activity_at=data.get("last_activity_at"),
+        expires_at=data.get("expires_at"),
+        held_message_id=str_or_none(data.get("held_message_id")),
         version=version,
     )
 
@@ -177,6 +183,8 @@ def message_doc(message: Message) -> dict[str, Any]:
         "created_at": message.created_at,
         "status_history": [{"status": c.status, "at": c.at} for c in message.history],
         "claimed_at": message.claimed_at,
+        "carrier": message.carrier,
+        "scheduled_for": message.scheduled_for,
     }
 
 
@@ -197,6 +205,8 @@ def message_from(message_id: str, data: dict[str, Any], version: Any = None) -> 
         created_at=data["created_at"],
         history=tuple(StatusChange(c["status"], c["at"]) for c in data.get("status_history") or ()),
         claimed_at=data.get("claimed_at"),
+        carrier=str_or_none(data.get("carrier")),
+        scheduled_for=data.get("scheduled_for"),
         version=version,
     )
 
@@ -227,4 +237,26 @@ def key_from(data: dict[str, Any], version: Any) -> StoredKey:
         if isinstance(message, dict)
         else None,
         version=version,
+    )
+
+
+# What a message's later writes change: its state, never its text, numbers or times.
+_STATE_FIELDS = (
+    "status",
+    "carrier_id",
+    "error_code",
+    "status_history",
+    "claimed_at",
+    "carrier",
+    "scheduled_for",
+)
+
+
+def write_state(writes: Any, db: Any, tenant_id: str, message: Message) -> None:
+    """Into a transaction or batch: the message's state, if it is still at its version."""
+    state = message_doc(message)
+    writes.update(
+        db.message(tenant_id, message.ref),
+        {name: state[name] for name in _STATE_FIELDS},
+        option=db.at(message.version),
     )

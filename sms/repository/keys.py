@@ -9,11 +9,11 @@ from google.cloud import firestore
 
 from sms.domain import Claim, KeyCompletion, StoredKey
 from sms.repository import documents
-from sms.repository.database import Firestore
+from sms.repository.database import Database
 
 
 class Keys:
-    def __init__(self, db: Firestore) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def _ref(self, tenant_id: str, key_id: str) -> firestore.DocumentReference:

@@ -9,30 +9,36 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from sms.domain import UNSETTLED, ActiveSession, Chat, Message, MessageRef, OptOut
+from sms.domain import SCHEDULED, UNSETTLED, ActiveSession, Chat, Event, Message, MessageRef, OptOut
 from sms.repository import documents
-from sms.repository.database import Firestore
+from sms.repository.database import Database
+from sms.repository.events import EventLog
 from sms.repository.sessions import Sessions
 
 
 class Messages:
     """Messages of every tenant, as the sender, the sweeper and the transcript see them."""
 
-    def __init__(self, db: Firestore, sessions: Sessions) -> None:
+    def __init__(self, db: Database, sessions: Sessions, events: EventLog) -> None:
         self._db = db
         self._sessions = sessions
+        self._events = events
 
     def read_message(self, tenant_id: str, ref: MessageRef) -> Message | None:
         snap = self._db.get(self._db.message(tenant_id, ref))
         return _message_from(snap) if snap.exists else None
 
-    def save_message(self, tenant_id: str, message: Message) -> Message:
-        """Store the message's new state if it is still at its version; it at its new one.
+    def save_message(
+        self, tenant_id: str, message: Message, events: Sequence[Event] = ()
+    ) -> Message:
+        """Store the message's new state, and the events of that change, if the message is
+        still at its version; it at its new one.
 
         A carrier id is indexed as it is stored (carrier_ids/{id}), so that the carrier's
         status reports, which name nothing else, find their message.
@@ -40,6 +46,8 @@ class Messages:
 
         def write(batch: firestore.WriteBatch) -> None:
             self._write_state(batch, tenant_id, message)
+            for event in events:
+                self._events.write(batch, event)
             if message.carrier_id is not None:
                 batch.set(
                     self._db.carrier_id(message.carrier_id),
@@ -50,13 +58,7 @@ class Messages:
         return dataclasses.replace(message, version=result.update_time)
 
     def _write_state(self, writes: Any, tenant_id: str, message: Message) -> None:
-        state = documents.message_doc(message)
-        fields = ("status", "carrier_id", "error_code", "status_history", "claimed_at")
-        writes.update(
-            self._db.message(tenant_id, message.ref),
-            {name: state[name] for name in fields},
-            option=self._db.at(message.version),
-        )
+        documents.write_state(writes, self._db, tenant_id, message)
 
     def fail_message(
         self,
@@ -65,12 +67,17 @@ class Messages:
         ended: Chat | None,
         mark: ActiveSession | None,
         opt_out: OptOut | None,
+        *,
+        events: Sequence[Event] = (),
     ) -> None:
-        """At once: the message failed, its session ended (``ended``, freeing ``mark``), and
-        the consumer's opt-out remembered, each only if still as it was read."""
+        """At once: the message failed, its session ended (``ended``, freeing ``mark``), the
+        consumer's opt-out remembered, and the events of it all, each only if still as it
+        was read."""
 
         def write(batch: firestore.WriteBatch) -> None:
             self._write_state(batch, tenant_id, message)
+            for event in events:
+                self._events.write(batch, event)
             if ended is not None:
                 self._sessions.write_end(batch, tenant_id, ended, mark)
             if opt_out is not None:
@@ -127,6 +134,20 @@ class Messages:
                 {"created_at": created_at, "__name__": collection.document(message_id)}
             )
         return [_message_from(snap) for snap in self._db.stream(query.limit(page_size))]
+
+    def due_held(self, now: dt.datetime, batch_size: int) -> list[tuple[str, Message]]:
+        """Messages of any tenant held for quiet hours whose time has come, oldest first."""
+        query = (
+            self._db.client.collection_group("messages")
+            .where(filter=FieldFilter("status", "==", SCHEDULED))
+            .where(filter=FieldFilter("scheduled_for", "<=", now))
+            .order_by("scheduled_for")
+            .limit(batch_size)
+        )
+        return [
+            (snap.reference.parent.parent.parent.parent.id, _message_from(snap))
+            for snap in self._db.stream(query)
+        ]
 
 
 def _message_from(snap: Any) -> Message:

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from sms.domain import MAX_ID, ActiveSession, Agent, Chat, ConsumerState, Lookup, Plan, Tenant
+from sms.domain import (
+    ACTIVE_STATUSES,
+    MAX_ID,
+    ActiveSession,
+    Agent,
+    Chat,
+    ConsumerState,
+    Event,
+    Lookup,
+    Message,
+    Plan,
+    Tenant,
+)
 from sms.ids import IdBlocks
 from sms.repository import documents
-from sms.repository.database import Firestore
+from sms.repository.database import Database
+from sms.repository.events import EventLog
 from sms.repository.keys import Keys
 
-# Longer strings are not asked for in a query: Firestore refuses values of about 1500 bytes
+# Longer strings are not asked for in a query: Database refuses values of about 1500 bytes
 # and more there. (No email address is that long; a stored one still matches by the scan.)
 _MAX_QUERY_VALUE_BYTES = 1024
 
@@ -22,9 +37,10 @@ _MAX_QUERY_VALUE_BYTES = 1024
 class Sessions:
     """Tenants' consumers, their sessions and chats, and ids (a commit may complete a key)."""
 
-    def __init__(self, db: Firestore, keys: Keys, id_block_size: int) -> None:
+    def __init__(self, db: Database, keys: Keys, events: EventLog, id_block_size: int) -> None:
         self._db = db
         self._keys = keys
+        self._events = events
         self._ids = IdBlocks(self._reserve_ids, id_block_size)
 
     # -- reads for one request
@@ -41,19 +57,19 @@ class Sessions:
         named by an email no document spells so, a query)."""
         number_ref = self._db.of_tenant(tenant_id, "outbound_numbers", outbound_number)
         agent_ref = self._agent_ref(tenant_id, agent_id)
-        opt_out_ref = self._db.opt_out(tenant_id, consumer)
-        refs = [number_ref, opt_out_ref, *self._consumer_refs(tenant_id, consumer)]
+        refs = [number_ref, *self._consumer_refs(tenant_id, consumer)]
         if agent_ref is not None:
             refs.append(agent_ref)
         snaps = self._db.get_all(refs)
         number = snaps[number_ref.path]
         number_enabled = number.exists and (number.to_dict() or {}).get("sms_enabled") is not False
+        state = self._consumer_from(tenant_id, consumer, snaps)
         return Lookup(
             outbound_number_enabled=number_enabled,
             agent_by_id=documents.agent_from_snapshot(snaps[agent_ref.path]) if agent_ref else None,
             agent_by_email=self._agent_by_email(tenant_id, agent_email) if agent_email else None,
-            consumer=self._consumer_from(tenant_id, consumer, snaps),
-            opted_out=snaps[opt_out_ref.path].exists,
+            consumer=state,
+            opted_out=state.opted_out,
         )
 
     def agents(
@@ -93,10 +109,14 @@ class Sessions:
         return None
 
     def _consumer_refs(self, tenant_id: str, consumer: str) -> list[firestore.DocumentReference]:
-        return [self._db.session(tenant_id, consumer), self._db.end_user(tenant_id, consumer)]
+        return [
+            self._db.session(tenant_id, consumer),
+            self._db.end_user(tenant_id, consumer),
+            self._db.opt_out(tenant_id, consumer),
+        ]
 
     def _consumer_from(self, tenant_id: str, consumer: str, snaps: dict[str, Any]) -> ConsumerState:
-        session_ref, end_user_ref = self._consumer_refs(tenant_id, consumer)
+        session_ref, end_user_ref, opt_out_ref = self._consumer_refs(tenant_id, consumer)
         session_snap, end_user_snap = snaps[session_ref.path], snaps[end_user_ref.path]
         session = (
             documents.session_from(session_snap.to_dict(), session_snap.update_time)
@@ -109,7 +129,8 @@ class Sessions:
         chat = None
         if session is not None:
             chat = session.chat or self.read_chat(tenant_id, session.chat_id)
-        return ConsumerState(session=session, end_user=end_user, chat=chat)
+        opted_out = snaps[opt_out_ref.path].exists
+        return ConsumerState(session=session, end_user=end_user, chat=chat, opted_out=opted_out)
 
     def tenant_and_consumer(
         self, tenant_id: str, consumer: str
@@ -175,7 +196,7 @@ class Sessions:
         The transaction reads nothing: the documents other requests also write are guarded
         by preconditions, so a lost race fails the commit at once instead of waiting on a lock.
         """
-        session_ref, end_user_ref = self._consumer_refs(plan.tenant_id, plan.consumer)
+        session_ref, end_user_ref, _ = self._consumer_refs(plan.tenant_id, plan.consumer)
         # Ids running low: their next blocks are reserved by this commit (results 1 to n).
         prefetch = self._ids.to_prefetch(plan.tenant_id)
         kinds = sorted(prefetch)
@@ -201,7 +222,14 @@ class Sessions:
                 transaction.create(chat_ref, documents.chat_doc(plan.new_chat))
             else:  # the message joins the active chat: its idle clock starts again
                 chat_ref = db.chat(plan.tenant_id, plan.session.chat_id)
-                transaction.update(chat_ref, {"last_activity_at": plan.session.last_activity_at})
+                joined = plan.session.chat
+                transaction.update(
+                    chat_ref,
+                    {
+                        "last_activity_at": plan.session.last_activity_at,
+                        "expires_at": joined.expires_at if joined is not None else None,
+                    },
+                )
             if plan.session_version is None:
                 transaction.create(session_ref, documents.session_doc(plan.session))
             else:
@@ -219,6 +247,8 @@ class Sessions:
                 transaction.set(opt_out_ref, documents.stored(plan.opt_out))
             elif plan.opt_in:
                 transaction.delete(opt_out_ref)
+            for event in plan.events:
+                self._events.write(transaction, event)
 
         try:
             results = db.transact(write)
@@ -228,10 +258,120 @@ class Sessions:
         self._ids.prefetched(plan.tenant_id, prefetch, _firsts(results[1:], prefetch, kinds))
         return results[0].update_time
 
-    def end_chat(self, tenant_id: str, ended: Chat, session: ActiveSession | None) -> None:
-        """Record a chat as ended and free its consumer, if the chat is still as it was read."""
-        self._db.transact(
-            lambda transaction: self.write_end(transaction, tenant_id, ended, session)
+    def end_chat(
+        self,
+        tenant_id: str,
+        ended: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+        cancelled: Message | None = None,
+    ) -> None:
+        """Record a chat as ended and free its consumer, with the events of it (and its held
+        message ``cancelled``), if the chat (and the message) is still as it was read."""
+
+        def write(transaction: firestore.Transaction) -> None:
+            self.write_end(transaction, tenant_id, ended, session)
+            if cancelled is not None:
+                documents.write_state(transaction, self._db, tenant_id, cancelled)
+            for event in events:
+                self._events.write(transaction, event)
+
+        self._db.transact(write)
+
+    def assign_chat(
+        self,
+        tenant_id: str,
+        assigned: Chat,
+        session: ActiveSession | None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Record an agent's assignment to a chat (and to its consumer's mark), with its
+        events, if the chat and the mark are still as they were read."""
+        chat_doc = documents.chat_doc(assigned)
+        fields = (
+            "status",
+            "agent",
+            "assigned_at",
+            "wait_duration",
+            "participants",
+            "last_activity_at",
+            "expires_at",
+        )
+
+        def write(transaction: firestore.Transaction) -> None:
+            transaction.update(
+                self._db.chat(tenant_id, assigned.id),
+                {name: chat_doc[name] for name in fields},
+                option=self._db.at(assigned.version),
+            )
+            if session is not None:
+                mark = dataclasses.replace(
+                    session,
+                    agent_ids=(
+                        *session.agent_ids,
+                        *([assigned.agent.id] if assigned.agent else []),
+                    ),
+                    last_activity_at=assigned.last_activity_at or session.last_activity_at,
+                    chat=dataclasses.replace(assigned, version=None),
+                )
+                transaction.update(
+                    self._db.session(tenant_id, assigned.end_user.phone_number),
+                    documents.session_doc(mark),
+                    option=self._db.at(session.version),
+                )
+            for event in events:
+                self._events.write(transaction, event)
+
+        self._db.transact(write)
+
+    def chats_page(
+        self,
+        tenant_id: str,
+        statuses: tuple[str, ...],
+        end_user_number: str | None,
+        page_size: int,
+        after: tuple[dt.datetime, int] | None,
+    ) -> list[Chat]:
+        """Up to ``page_size`` of the tenant's chats, newest first (created_at, then id), of
+        those statuses (all, where none are named) and that number, after ``after``."""
+        query = self._db.tenant(tenant_id).collection("chats")
+        if statuses:
+            query = query.where(filter=FieldFilter("status", "in", list(statuses)))
+        if end_user_number is not None:
+            query = query.where(filter=FieldFilter("end_user_number", "==", end_user_number))
+        query = query.order_by("created_at", direction="DESCENDING").order_by(
+            "id", direction="DESCENDING"
+        )
+        if after is not None:
+            query = query.start_after({"created_at": after[0], "id": after[1]})
+        return [
+            documents.chat_from(snap.to_dict(), snap.update_time)
+            for snap in self._db.stream(query.limit(page_size))
+        ]
+
+    def expired_chats(self, before: dt.datetime, batch_size: int) -> list[tuple[str, Chat]]:
+        """Active chats of any tenant whose idle clock ran out before ``before`` (by the
+        tenant's timeout when their last message joined): (tenant, chat), oldest first."""
+        query = (
+            self._db.client.collection_group("chats")
+            .where(filter=FieldFilter("status", "in", sorted(ACTIVE_STATUSES)))
+            .where(filter=FieldFilter("expires_at", "<=", before))
+            .order_by("expires_at")
+            .limit(batch_size)
+        )
+        # tenants/{tenant}/chats/{chat}
+        return [
+            (snap.reference.parent.parent.id, documents.chat_from(snap.to_dict(), snap.update_time))
+            for snap in self._db.stream(query)
+        ]
+
+    def postpone_expiry(self, tenant_id: str, chat: Chat, expires_at: dt.datetime) -> None:
+        """A chat whose tenant's timeout grew since: when it expires now (if unchanged)."""
+        ref = self._db.chat(tenant_id, chat.id)
+        self._db.batch(
+            lambda batch: batch.update(
+                ref, {"expires_at": expires_at}, option=self._db.at(chat.version)
+            )
         )
 
     def write_end(

@@ -12,11 +12,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from sms.domain import Tenant
 from sms.repository import documents
-from sms.repository.database import Firestore
+from sms.repository.database import Database
 
 
 class Tenants:
-    def __init__(self, db: Firestore) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
