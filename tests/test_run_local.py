@@ -54,6 +54,37 @@ def test_run_local_serves_the_demo_tenant_and_its_printed_curl_works() -> None:
     assert answer["agent_info"]["email"] == "john.doe@foo.com"
 
 
+@pytest.mark.parametrize(
+    ("setting", "names"),
+    [
+        ({"SMS_CARRIER": "twillio"}, "SMS_CARRIER"),
+        (
+            {"SMS_CARRIER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32},
+            "SMS_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+        ),
+        ({"SMS_SWEEP_AFTER_SECONDS": "3"}, "SMS_SWEEP_AFTER_SECONDS"),
+    ],
+)
+def test_a_setting_the_function_cannot_use_stops_the_local_run_before_its_banner(
+    setting: dict[str, str], names: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sms.devtools.run_local", "--once", f"--port={free_port()}"],
+        cwd=ROOT,
+        env=_newcomers_env(**setting),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"the function cannot start: {names}" in output
+    assert "is serving on" not in output
+    assert "curl -sS" not in output
+    assert "Stopped the servers and the emulators." in output
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -150,7 +181,7 @@ def test_a_closed_terminal_stops_everything_and_the_printed_exports_and_reply_wo
     assert [(m["from"], m["to"], m["text"]) for m in stored] == [
         ("+14155550100", "+16285550199", "yes please")
     ]
-    assert "Stopped the server and the emulator." in local.stdout.read() + "".join(printed)
+    assert "Stopped the servers and the emulators." in local.stdout.read() + "".join(printed)
     deadline = time.monotonic() + 20
     while (_port_open(port) or _port_open(emulator_port)) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -239,7 +270,7 @@ def test_with_sms_carrier_twilio_it_sends_through_a_twilio_standin_of_its_own() 
         "+14155550100",
         "yes please",
     )
-    assert "Stopped the server and the emulator." in local.stdout.read() + "".join(printed)
+    assert "Stopped the servers and the emulators." in local.stdout.read() + "".join(printed)
     deadline = time.monotonic() + 20
     while (_port_open(port) or _port_open(standin_port)) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -1,12 +1,14 @@
-"""Run the function on this machine, against the Firestore emulator, with a demo tenant.
+"""Run the function on this machine, against the Firestore and Pub/Sub emulators, with a demo
+tenant.
 
     python -m sms.devtools.run_local [--port 8080] [--once]
 
-Starts the emulator, configures the tenant "demo" (an outbound number, agent 1 and an API
-token) with the admin command line (python -m sms.admin), serves the function with
-functions-framework and prints a curl command that works. Ctrl-C stops the server and the
-emulator. With ``--once`` it sends that request itself, prints the answer, and stops: a check
-of the setup.
+Starts both emulators, configures the tenant "demo" (an outbound number, agent 1 and an API
+token) with the admin command line (python -m sms.admin), serves sms_events (the event
+dispatcher) with the topic SMS_EVENTS_TOPIC and a push subscription to it, as the deploy
+does, serves the function, and prints a curl command that works. Ctrl-C stops the servers and
+the emulators. With ``--once`` it sends that request itself, prints the answer, and stops: a
+check of the setup. Webhooks may reach 127.0.0.1 and localhost (SMS_WEBHOOKS_ALLOW_HOSTS).
 
 Sending: the ``log`` carrier by default. With SMS_CARRIER=twilio and neither a Twilio account
 (TWILIO_ACCOUNT_SID) nor TWILIO_API_BASE_URL, it starts the Twilio stand-in
@@ -19,6 +21,7 @@ the environment, the Twilio settings are left as given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -26,16 +29,19 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from sms.devtools import run_standin, webhook
 from sms.devtools.emulator import Emulator, free_port
-from sms.devtools.server import serving
+from sms.devtools.pubsub import push_events
+from sms.devtools.server import running, serving
 from sms.devtools.twilio_standin import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-sms-local"
+TOPIC = "sms-events"
+LOCAL_HOOKS = "127.0.0.1,localhost"  # webhook receivers a developer runs on this machine
 # The demo tenant, configured as an operator would.
 DEMO_SETUP = (
     ["tenants", "create", "demo"],
@@ -126,6 +132,14 @@ def _carrier_line(env: Mapping[str, str], standin: TwilioStandIn | None) -> str:
     return "Sending: the log carrier (nothing is sent; SMS_CARRIER=twilio uses a Twilio stand-in)."
 
 
+@contextlib.contextmanager
+def _pushing(env: Mapping[str, str], events_url: str) -> Iterator[None]:
+    """The events topic, and a push subscription to sms_events (as Eventarc makes it)."""
+    os.environ["PUBSUB_EMULATOR_HOST"] = env["PUBSUB_EMULATOR_HOST"]
+    push_events(PROJECT, env["SMS_EVENTS_TOPIC"], events_url + "/")
+    yield
+
+
 def _stop(signum: int, _: object) -> None:
     raise SystemExit(0)  # the blocks below stop the server and the emulator on the way out
 
@@ -144,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     # A closed terminal (SIGHUP) stops everything, as Ctrl-C and SIGTERM do.
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _stop)
-    print(f"Starting the Firestore emulator (log: {logs / 'emulator.log'})", flush=True)
+    print(f"Starting the Firestore and Pub/Sub emulators (logs: {logs})", flush=True)
     emulator = Emulator.start(port=free_port(), log_path=logs / "emulator.log")
+    pubsub: Emulator | None = None
     standin: TwilioStandIn | None = None
     try:
+        pubsub = Emulator.start(port=free_port(), log_path=logs / "pubsub.log", kind="pubsub")
         url = f"http://127.0.0.1:{args.port}"
         if _wants_standin(os.environ):
             run_standin.show_activity()
@@ -156,41 +172,60 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **os.environ,
             "FIRESTORE_EMULATOR_HOST": emulator.host_port,
+            "PUBSUB_EMULATOR_HOST": pubsub.host_port,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "SMS_EVENTS_TOPIC": os.environ.get("SMS_EVENTS_TOPIC") or TOPIC,
+            "SMS_WEBHOOKS_ALLOW_HOSTS": os.environ.get("SMS_WEBHOOKS_ALLOW_HOSTS") or LOCAL_HOOKS,
             **_twilio_env(os.environ, url, standin),
         }
         token = _configure_demo(env)
-        with serving(args.port, env) as url:
+        with (
+            running(free_port(), env, target="sms_events") as events,
+            _pushing(env, events.url),
+            serving(args.port, env) as url,
+        ):
             curl = [
                 "curl", "-sS", "-u", f"demo:{token}", "-H", "Content-Type: application/json",
                 "-d", DEMO_BODY, f"{url}/apps/api/v1/sms",
             ]  # fmt: skip
             exports = (
                 f"export FIRESTORE_EMULATOR_HOST={emulator.host_port} "
-                f"GOOGLE_CLOUD_PROJECT={PROJECT}"
+                f"PUBSUB_EMULATOR_HOST={pubsub.host_port} GOOGLE_CLOUD_PROJECT={PROJECT} "
+                f"SMS_EVENTS_TOPIC={env['SMS_EVENTS_TOPIC']} "
+                f"SMS_WEBHOOKS_ALLOW_HOSTS={env['SMS_WEBHOOKS_ALLOW_HOSTS']}"
             )
             print(
                 f"\nThe function is serving on {url} with the Firestore emulator at "
                 f"{emulator.host_port}.\nTenant 'demo': outbound number +16285550199, agent 1 "
                 f"(john.doe@foo.com), API token {token}\n{_carrier_line(env, standin)}\n\n"
                 f"Try:\n\n  {shlex.join(curl)}\n\n{_reply_hint(url, env)}"
-                f"The admin command line, in another terminal, against this emulator:\n\n"
+                f"Events go through the Pub/Sub topic {env['SMS_EVENTS_TOPIC']} to sms_events on "
+                f"{events.url}, which delivers them to the tenant's webhooks:\n\n"
+                f"  python -m sms.admin webhooks add demo http://127.0.0.1:9000/hooks\n\n"
+                f"The admin command line, in another terminal, against these emulators:\n\n"
                 f"  cd {shlex.quote(str(ROOT))} && . .venv/bin/activate\n  {exports}\n"
                 f"  python -m sms.admin tenants show demo\n",
                 flush=True,
             )
-            if args.once:
-                return subprocess.run(curl, check=False).returncode
+            if args.once:  # its answer on a line of its own, between the servers' lines
+                done = subprocess.run(curl, capture_output=True, text=True, check=False)
+                print(done.stdout + done.stderr, flush=True)
+                return done.returncode
             print("Ctrl-C stops the server and the emulator.", flush=True)
             signal.pause()
             return 0
     except KeyboardInterrupt:
         return 0
+    except RuntimeError as exc:  # a server that did not start said why, above
+        print(f"\nThe local run could not start: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         if standin is not None:
             standin.stop()
+        if pubsub is not None:
+            pubsub.stop()
         emulator.stop()
-        print("\nStopped the server and the emulator.", flush=True)
+        print("\nStopped the servers and the emulators.", flush=True)
 
 
 if __name__ == "__main__":
