@@ -101,7 +101,7 @@ Settings, all from the environment (default in brackets):
   CONCURRENCY                    requests one API or events instance serves at once; also
                                  sets the instance's THREADS, as Google recommends for
                                  Python [8]
-  SMS_REQUEST_DEADLINE_SECONDS   the function's request deadline on Firestore [8]
+  SMS_REQUEST_DEADLINE_SECONDS   the function's request deadline on Firestore, at most 10 [8]
   SMS_FIRESTORE_TIMEOUT_SECONDS  the longest one Firestore call may take [5]
   SMS_ID_BLOCK_SIZE              ids an instance reserves at once [50]
   SECRETS                        optional, for the API's --set-secrets: comma-separated
@@ -319,6 +319,20 @@ positive() { # NAME VALUE [integer]: dies unless VALUE is a positive number
   [[ "$2" =~ $pattern && "$2" =~ [1-9] ]] || die "$1 must be $kind, not '$2'"
 }
 
+at_most() { # NAME VALUE MOST: dies unless VALUE (a number) is MOST (a whole number) or less
+  local whole="${2%%.*}" fraction="" within=0
+  [[ "$2" == *.* ]] && fraction="${2#*.}"
+  while [[ "$whole" == 0* ]]; do whole="${whole#0}"; done
+  if [[ "${#whole}" -le 9 ]]; then
+    if [[ "${whole:-0}" -lt "$3" ]]; then
+      within=1
+    elif [[ "${whole:-0}" -eq "$3" && ! "$fraction" =~ [1-9] ]]; then
+      within=1
+    fi
+  fi
+  [[ "$within" == 1 ]] || die "$1 must be at most $3, not '$2'"
+}
+
 at_least() { # NAME VALUE LEAST: dies unless VALUE is a number, LEAST (a whole number) or more
   local pattern='^([0-9]+(\.[0-9]*)?|\.[0-9]+)$' whole="${2%%.*}"
   while [[ "$whole" == 0* ]]; do whole="${whole#0}"; done
@@ -423,6 +437,8 @@ read_settings() {
   [[ "$SWEEP_SCHEDULE" =~ ^[0-9A-Za-z*/,-]+([[:space:]]+[0-9A-Za-z*/,-]+){4}$ ]] ||
     die "SWEEP_SCHEDULE must be a unix-cron schedule of five fields, e.g. '* * * * *', not '$SWEEP_SCHEDULE'"
   positive SMS_REQUEST_DEADLINE_SECONDS "$SMS_REQUEST_DEADLINE_SECONDS"
+  # A request answers within 10 s (SPEC 10.3): the function refuses a longer deadline at start.
+  at_most SMS_REQUEST_DEADLINE_SECONDS "$SMS_REQUEST_DEADLINE_SECONDS" 10
   positive SMS_FIRESTORE_TIMEOUT_SECONDS "$SMS_FIRESTORE_TIMEOUT_SECONDS"
   positive SMS_ID_BLOCK_SIZE "$SMS_ID_BLOCK_SIZE" integer
   positive CONCURRENCY "$CONCURRENCY" integer

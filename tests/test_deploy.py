@@ -1452,6 +1452,8 @@ def test_no_project_is_refused_with_a_clear_message(args: tuple[str, ...]) -> No
         ("SMS_ID_BLOCK_SIZE", "0"),
         ("SMS_ID_BLOCK_SIZE", "2.5"),
         ("SMS_REQUEST_DEADLINE_SECONDS", "-1"),
+        ("SMS_REQUEST_DEADLINE_SECONDS", "10.5"),  # the function refuses more than 10 s
+        ("SMS_REQUEST_DEADLINE_SECONDS", "11"),
         ("SMS_FIRESTORE_TIMEOUT_SECONDS", "soon"),
         ("CONCURRENCY", "0"),
         ("SERVICE_ACCOUNT", "Not An Id"),
