@@ -1,7 +1,7 @@
 """A stand-in for Twilio's REST API (the Messages resource of API version 2010-04-01).
 
-The tests run it on 127.0.0.1 and point the official `twilio` client at it with
-`client.api.base_url = standin.url` (the function: TWILIO_API_BASE_URL). It answers creates,
+The tests run it on 127.0.0.1, and the function reaches it through TWILIO_API_BASE_URL (its
+Twilio carrier sends the official client's requests there). It answers creates,
 fetches and filtered, paged lists as Twilio documents them, with Twilio's error bodies; tests
 can script how the next creates go (refused, failing, held, dropped), change a message's
 status, and post status callbacks signed as Twilio signs them.
