@@ -20,6 +20,13 @@ from sms.replies import Replies, Reply
 EMPTY_TWIML = "<Response/>"
 
 
+def _loggable(url: str) -> str:
+    """A URL checked for a signature, as it may be logged: the base is the configuration's,
+    the query the caller's (bounded, numbers masked, credentials removed)."""
+    base, mark, query = url.partition("?")
+    return base + mark + logs.clean_path(query) if mark else base
+
+
 class CarrierHooks:
     """The handlers of Twilio's two webhooks."""
 
@@ -59,15 +66,18 @@ class CarrierHooks:
                 data.decode("utf-8"), keep_blank_values=True, strict_parsing=False
             )
         except (UnicodeDecodeError, ValueError) as exc:
+            logs.note(outcome="forbidden", reason="the form is not UTF-8 text")
             raise errors.Forbidden() from exc
         params: dict[str, list[str]] = {}
         for name, value in pairs:
             params.setdefault(name, []).append(value)
         query = request.query_string.decode("latin-1")
         signature = request.headers.get("X-Twilio-Signature")
-        if not self._webhooks.signed(request.path, query, params, signature):
-            if not self._webhooks.configured:
-                logs.note(error="webhooks need TWILIO_AUTH_TOKEN and SMS_PUBLIC_BASE_URL")
-            logs.note(outcome="forbidden")
+        check = self._webhooks.check(request.path, query, params, signature)
+        if not check.signed:
+            # Why, in the log only (the answer is the same 403 whatever the cause): the
+            # URLs the signature was checked against, their query as it may be logged.
+            urls = [_loggable(url) for url in check.urls]
+            logs.note(outcome="forbidden", reason=check.reason, checked_urls=urls or None)
             raise errors.Forbidden()
         return params

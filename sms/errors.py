@@ -62,6 +62,7 @@ STATUS_MUST_BE_FINISHED = 'status must be "finished"'
 # Sending (SPEC 10.3), Twilio's webhooks and the transcript (SPEC 10.5).
 SMS_NOT_SENT = "SMS could not be sent"
 MESSAGE_SID_REQUIRED = "MessageSid is required"
+MESSAGE_SID_INVALID = "MessageSid is invalid"  # not of Twilio's form
 MESSAGE_STATUS_REQUIRED = "MessageStatus is required"
 FROM_REQUIRED = "From is required"
 TO_REQUIRED = "To is required"

@@ -24,12 +24,13 @@ from typing import Any
 import flask
 import functions_framework
 import pytest
+import werkzeug.exceptions
 import werkzeug.routing
 import werkzeug.serving
 from google.cloud import firestore
 from twilio_standin import TwilioStandIn
 
-from sms import bootstrap
+from sms import bootstrap, web
 from sms.api import Api
 from sms.clock import Clock, utc_now
 from sms.config import Settings
@@ -197,6 +198,12 @@ def in_process(settings: Settings, clock: Clock, **collaborators: Any) -> flask.
     app.url_map.add(werkzeug.routing.Rule("/", defaults={"path": ""}, endpoint="run"))
     app.url_map.add(werkzeug.routing.Rule("/<path:path>", endpoint="run"))
     app.view_functions["run"] = lambda path: api.handle(flask.request)
+    # What the framework answers by itself (a path no rule matches, such as one holding a
+    # newline), as main.py's error handler answers it under functions-framework.
+    app.register_error_handler(
+        werkzeug.exceptions.HTTPException,
+        lambda error: web.framework_answer(error.code or 500, error.name),
+    )
     return app
 
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import flask
 import phonenumbers
 import pytest
+from google.cloud import firestore
+from twilio_standin import TwilioStandIn, sign
 
-from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant, basic
-from sms import bootstrap
+from conftest import PROJECT, SEED_BODY, SMS_PATH, MovableClock, Tenant, basic, in_process
+from sms import bootstrap, credentials
 from sms.api import Api
+from sms.carriers.twilio import TwilioCarrier
 from sms.config import Settings
+from sms.devtools.emulator import free_port
 from sms.logs import mask, trace_fields
+from sms.repository import FirestoreStore
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -25,6 +33,29 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
 def only_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     [line] = lines(capsys)
     return line
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _started(app_client: Any, db: firestore.Client) -> None:
+    """The function has opened a session already: the line it writes once, at its first
+    events (not published with the tests' emulators), is no test's."""
+    tenant = Tenant(id=f"t{uuid.uuid4().hex[:16]}")
+    tenant.write(db)
+    assert app_client.post(SMS_PATH, json=SEED_BODY, headers=tenant.headers).status_code == 200
+
+
+def request_line(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request's own line among the lines a test read (one per request)."""
+    [line] = [one for one in found if "httpRequest" in one]
+    return line
+
+
+def other_lines(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines of their own written while a request was served, but the one a function
+    writes at its first events (not published with the tests' emulators)."""
+    return [
+        one for one in found if "httpRequest" not in one and "not published" not in one["message"]
+    ]
 
 
 def test_a_session_opened_is_one_info_line_with_the_request_and_its_outcome(
@@ -150,7 +181,7 @@ def test_numbers_are_masked_to_country_code_and_last_two_digits(
 class _BrokenStore:
     """A store that fails in a way nobody planned for."""
 
-    def authenticate(self, tenant_id: str, token_sha256: str) -> None:
+    def sign_in(self, tenant_id: str, token_sha256: str) -> None:
         raise RuntimeError("internal detail: connection string secret-42")
 
     def count_request(self, tenant_id: str) -> int:
@@ -225,3 +256,370 @@ def test_the_country_code_shown_is_the_one_phonenumbers_parses_for_every_region(
         assert shown is not None
         country = str(phonenumbers.parse(e164).country_code)
         assert shown == f"+{country}{'*' * (len(e164) - 3 - len(country))}{e164[-2:]}", region
+
+
+# ---- why a request was refused: in its line, never in its answer (SPEC 2, 10.4) -----------
+
+UNAUTHORIZED = (401, {"message": "Unauthorized"}, 'Basic realm="sms"')
+TRACE = "105445aa7843bc8bf206b12000100000/1;o=1"
+
+
+def encoded(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def refusal(answer: Any) -> tuple[int, Any, str | None]:
+    return answer.status_code, answer.get_json(), answer.headers.get("WWW-Authenticate")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "missing Authorization"),
+        ("  ", "missing Authorization"),
+        ("Bearer abc", "malformed Authorization: not Basic"),
+        ("Basic !!!", "malformed Authorization: not base64 of UTF-8 text"),
+        ("Basic " + encoded("no-colon"), "malformed Authorization: no username:password"),
+        ("Basic " + encoded("acme:"), "malformed Authorization: no username:password"),
+        (
+            "Basic " + encoded("a/b:t"),
+            "malformed Authorization: the username is no tenant subdomain",
+        ),
+    ],
+)
+def test_a_401_for_missing_or_malformed_credentials_logs_why(
+    app_client: Any, capsys: pytest.CaptureFixture[str], authorization: str | None, reason: str
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    capsys.readouterr()
+    answer = app_client.post(SMS_PATH, json=SEED_BODY, headers=headers)
+    line = only_line(capsys)
+
+    assert refusal(answer) == UNAUTHORIZED
+    assert (line["outcome"], line["reason"]) == ("unauthorized", reason)
+    assert "tenant" not in line
+
+
+def test_a_401_for_a_tenants_credential_logs_why_and_answers_the_same(
+    app_client: Any, tenant: Tenant, db: firestore.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    retired = f"retired-{uuid.uuid4().hex}"
+    db.document(f"tenants/{tenant.id}/api_credentials/retired").set(
+        {"name": "retired", "token_sha256": credentials.hash_token(retired), "enabled": False}
+    )
+    nobody = f"t{uuid.uuid4().hex[:16]}"
+    cases = [
+        ("unknown tenant", nobody, tenant.token),
+        ("disabled credential", tenant.id, retired),
+        ("bad token (no credential of the tenant matches)", tenant.id, "wrong-token"),
+    ]
+    for reason, name, token in cases:
+        capsys.readouterr()
+        answer = app_client.post(SMS_PATH, json=SEED_BODY, headers=basic(name, token))
+        line = only_line(capsys)
+
+        assert refusal(answer) == UNAUTHORIZED, reason
+        assert (line["outcome"], line["reason"], line["claimed_tenant"]) == (
+            "unauthorized",
+            reason,
+            name,
+        )
+        assert "tenant" not in line
+        assert token not in json.dumps(line)
+
+
+def test_a_token_given_as_the_username_is_not_logged(
+    app_client: Any, tenant: Tenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    answer = app_client.post(SMS_PATH, json=SEED_BODY, headers=basic(tenant.token, tenant.id))
+    line = only_line(capsys)
+
+    assert refusal(answer) == UNAUTHORIZED
+    assert line["reason"] == "unknown tenant"
+    assert tenant.token not in json.dumps(line)
+
+
+@pytest.mark.parametrize(
+    "case",  # whether the tenant exists, the token matches, the credential is enabled; why not
+    [
+        (False, True, True, "unknown tenant"),
+        (True, True, False, "disabled credential"),
+        (True, False, True, "bad token (no credential of the tenant matches)"),
+        (True, True, True, None),
+    ],
+)
+def test_signing_in_reads_both_documents_whatever_the_first_finds(
+    db: firestore.Client,
+    make_tenant: Callable[..., Tenant],
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[bool, bool, bool, str | None],
+) -> None:
+    tenant_exists, token_matches, enabled, reason = case
+    tenant = make_tenant()
+    if not enabled:
+        db.document(f"tenants/{tenant.id}/api_credentials/default").update({"enabled": False})
+    name = tenant.id if tenant_exists else f"t{uuid.uuid4().hex[:16]}"
+    token = tenant.token if token_matches else "wrong-token"
+    store = FirestoreStore(db, Settings(project=PROJECT))
+    reads: list[str] = []
+
+    def counted(call: str) -> Callable[[Any], Any]:
+        real = getattr(store.db, call)
+
+        def read(arg: Any) -> Any:
+            reads.append(call)
+            return real(arg)
+
+        return read
+
+    for call in ("get", "stream"):
+        monkeypatch.setattr(store.db, call, counted(call))
+
+    signed = store.tenants.sign_in(name, credentials.hash_token(token))
+
+    assert reads == ["get", "stream"]  # an unknown tenant answers no sooner
+    assert signed.reason == reason
+    assert (signed.tenant is not None) is (reason is None)
+    assert store.authenticate(name, credentials.hash_token(token)) == signed.tenant
+
+
+WEBHOOK_TOKEN = "webhook-auth-token"
+BASE = "https://sms.example.com"
+STATUS = SMS_PATH + "/status"
+INBOUND = SMS_PATH + "/inbound"
+FORBIDDEN = (403, {"message": "Forbidden"})
+MISMATCH = (
+    "X-Twilio-Signature matches none of the URLs checked: Twilio called another URL than "
+    "SMS_PUBLIC_BASE_URL makes, or signed with another TWILIO_AUTH_TOKEN"
+)
+
+
+def function(**settings: Any) -> Any:
+    """The function in-process, with these settings: a Flask test client."""
+    chosen = Settings(project=PROJECT, publish_events=False, config_cache_seconds=0, **settings)
+    return in_process(chosen, MovableClock()).test_client()
+
+
+@pytest.fixture
+def hooks(emulator_host: str) -> Any:
+    """The function with Twilio's webhooks configured (and the log carrier)."""
+    return function(twilio_auth_token=WEBHOOK_TOKEN, public_base_url=BASE)
+
+
+CALLBACK = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
+
+
+ELSEWHERE = "https://elsewhere.example.com"
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason", "checked"),  # sent: the path and the signature (None: no header)
+    [
+        ((STATUS, None), "no X-Twilio-Signature", [BASE + STATUS]),
+        ((STATUS, ""), "no X-Twilio-Signature", [BASE + STATUS]),
+        ((STATUS, sign(ELSEWHERE + STATUS, CALLBACK, WEBHOOK_TOKEN)), MISMATCH, [BASE + STATUS]),
+        ((STATUS, sign(BASE + STATUS, CALLBACK, "another-token")), MISMATCH, [BASE + STATUS]),
+        ((STATUS + "/?x=1", "forged"), MISMATCH, [BASE + STATUS + "?x=1", BASE + STATUS + "/?x=1"]),
+        ((INBOUND, "forged"), MISMATCH, [BASE + INBOUND]),
+    ],
+)
+def test_a_webhook_403_logs_why_and_the_urls_the_signature_was_checked_against(
+    hooks: Any,
+    capsys: pytest.CaptureFixture[str],
+    sent: tuple[str, str | None],
+    reason: str,
+    checked: list[str],
+) -> None:
+    path, signature = sent
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    capsys.readouterr()
+    answer = hooks.post(path, data=CALLBACK, headers=headers)
+    line = only_line(capsys)
+
+    assert (answer.status_code, answer.get_json()) == FORBIDDEN
+    assert (line["outcome"], line["reason"], line["checked_urls"]) == ("forbidden", reason, checked)
+
+
+def test_a_webhook_signed_as_twilio_signs_it_is_not_refused(
+    hooks: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The control of the test above: the same form, signed over the URL it was sent to."""
+    signature = sign(BASE + STATUS, CALLBACK, WEBHOOK_TOKEN)
+    capsys.readouterr()
+    answer = hooks.post(STATUS, data=CALLBACK, headers={"X-Twilio-Signature": signature})
+
+    assert answer.status_code == 204  # a message unknown here
+    assert only_line(capsys)["outcome"] == "status_unknown"
+
+
+@pytest.mark.parametrize(
+    ("settings", "missing"),
+    [
+        ({}, "TWILIO_AUTH_TOKEN and no SMS_PUBLIC_BASE_URL"),
+        ({"twilio_auth_token": WEBHOOK_TOKEN}, "SMS_PUBLIC_BASE_URL"),
+        ({"public_base_url": BASE}, "TWILIO_AUTH_TOKEN"),
+    ],
+)
+def test_a_webhook_403_of_a_function_not_set_up_for_twilio_logs_what_is_missing(
+    emulator_host: str, capsys: pytest.CaptureFixture[str], settings: Any, missing: str
+) -> None:
+    client = function(**settings)
+    signature = sign(BASE + STATUS, CALLBACK, WEBHOOK_TOKEN)
+    capsys.readouterr()
+    answer = client.post(STATUS, data=CALLBACK, headers={"X-Twilio-Signature": signature})
+    line = only_line(capsys)
+
+    assert (answer.status_code, answer.get_json()) == FORBIDDEN
+    assert line["outcome"] == "forbidden"
+    assert line["reason"] == f"webhooks are not configured: no {missing}"
+    assert "checked_urls" not in line
+
+
+def test_a_webhook_403_for_a_form_that_is_not_text_logs_why(
+    hooks: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    answer = hooks.post(STATUS, data=b"MessageSid=\xff", headers={"X-Twilio-Signature": "x"})
+    line = only_line(capsys)
+
+    assert (answer.status_code, answer.get_json()) == FORBIDDEN
+    assert (line["outcome"], line["reason"]) == ("forbidden", "the form is not UTF-8 text")
+
+
+# ---- the carrier and the backend, when they fail ------------------------------------------
+
+
+def chat_and_messages(
+    db: firestore.Client, tenant: Tenant, chat_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    chat = db.document(f"tenants/{tenant.id}/chats/{chat_id}").get().to_dict() or {}
+    messages = db.collection(f"tenants/{tenant.id}/chats/{chat_id}/messages").stream()
+    return chat, [message.to_dict() or {} for message in messages]
+
+
+def test_an_unreachable_carrier_is_logged_with_the_tenant_the_chat_the_trace_and_its_host(
+    tenant: Tenant, db: firestore.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    carrier = TwilioCarrier("AC" + "0" * 32, "token", api_base_url=f"http://{host}")
+    settings = Settings(project=PROJECT, publish_events=False, config_cache_seconds=0)
+    client = in_process(settings, MovableClock(), carrier=carrier).test_client()
+    headers = {**tenant.headers, "X-Cloud-Trace-Context": TRACE}
+    capsys.readouterr()
+    answer = client.post(SMS_PATH, json=SEED_BODY, headers=headers)
+    found = lines(capsys)
+    line = request_line(found)
+    [warning] = other_lines(found)
+
+    assert answer.status_code == 502
+    assert (line["severity"], line["outcome"], line["tenant"]) == (
+        "WARNING",
+        "sms_not_sent",
+        tenant.id,
+    )
+    assert line["carrier_unreachable"] == host
+    assert line["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{TRACE[:32]}"
+    assert warning["severity"] == "WARNING"
+    assert warning["message"].startswith("carrier unreachable: ")
+    assert host in warning["message"]
+    assert (warning["tenant"], warning["chat_id"], warning["carrier"], warning["carrier_host"]) == (
+        tenant.id,
+        line["chat_id"],
+        "twilio",
+        host,
+    )
+    chat, [message] = chat_and_messages(db, tenant, line["chat_id"])
+    assert (chat["status"], message["status"]) == ("failed", "failed")  # nothing was sent
+
+
+def test_twilio_refusing_the_accounts_credentials_is_an_error_that_says_what_to_check(
+    tenant: Tenant,
+    standin: TwilioStandIn,
+    db: firestore.Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    carrier = TwilioCarrier(standin.account_sid, "not-the-auth-token", api_base_url=standin.url)
+    settings = Settings(project=PROJECT, publish_events=False, config_cache_seconds=0)
+    client = in_process(settings, MovableClock(), carrier=carrier).test_client()
+    capsys.readouterr()
+    answer = client.post(SMS_PATH, json=SEED_BODY, headers=tenant.headers)
+    found = lines(capsys)
+    line = request_line(found)
+    [error] = other_lines(found)
+
+    assert (answer.status_code, answer.get_json()) == (502, {"message": "SMS could not be sent"})
+    assert error["severity"] == "ERROR"
+    assert error["message"] == (
+        "Twilio refused the account's credentials (20003): check TWILIO_ACCOUNT_SID and "
+        "TWILIO_AUTH_TOKEN"
+    )
+    assert error["carrier_host"] == standin.url.split("://", 1)[1]
+    assert (line["outcome"], line["carrier_error"], line["carrier_problem"]) == (
+        "sms_not_sent",
+        "20003",
+        "credentials refused",
+    )
+    assert "not-the-auth-token" not in json.dumps(found)
+    # Nothing was sent: refused as any refusal is (SPEC 10.3), the message failed with
+    # Twilio's code and its session ended failed, freeing the consumer.
+    chat, [message] = chat_and_messages(db, tenant, line["chat_id"])
+    assert (chat["status"], chat["fail_reason"]) == ("failed", "unknown")
+    assert (message["status"], message["error_code"]) == ("failed", "20003")
+
+
+def test_a_firestore_outage_is_a_503_whose_line_says_what_could_not_be_reached(
+    emulator_host: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable = f"127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", unreachable)
+    client = function(request_deadline_seconds=1.5)
+    capsys.readouterr()
+    answer = client.post(SMS_PATH, json=SEED_BODY, headers=basic("acme", "token"))
+    line = only_line(capsys)
+
+    assert answer.status_code == 503
+    assert (line["severity"], line["outcome"]) == ("WARNING", "unavailable")
+    where = f"Firestore at {unreachable} (the emulator), project {PROJECT}"
+    assert line["error"].startswith(f"{where} could not be used: ")
+
+
+# ---- replies ------------------------------------------------------------------------------
+
+
+def test_a_stop_reply_logs_its_opt_out_and_the_chat_it_opened(
+    hooks: Any,
+    make_tenant: Callable[..., Tenant],
+    db: firestore.Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    number = f"+1628555{3000 + uuid.uuid4().int % 1000}"
+    tenant = make_tenant(outbound_numbers={number: {"sms_enabled": True}}, index_numbers=True)
+    consumer = f"+1415555{3000 + uuid.uuid4().int % 1000}"
+
+    def reply(text: str) -> dict[str, Any]:
+        form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": consumer, "To": number, "Body": text}
+        signature = sign(BASE + INBOUND, form, WEBHOOK_TOKEN)
+        capsys.readouterr()
+        assert (
+            hooks.post(INBOUND, data=form, headers={"X-Twilio-Signature": signature}).status_code
+            == 200
+        )
+        return request_line(lines(capsys))
+
+    stop, start = reply("STOP"), reply(" start ")
+
+    [chat] = [snap.to_dict() or {} for snap in db.collection(f"tenants/{tenant.id}/chats").stream()]
+    assert (stop["outcome"], stop["opt_out"], stop["chat_id"]) == (
+        "reply_opened",
+        "keyword",
+        chat["id"],
+    )
+    assert (start["outcome"], start["opt_in"], start["chat_id"]) == (
+        "reply_joined",
+        "keyword",
+        chat["id"],
+    )
+    assert stop["tenant"] == start["tenant"] == tenant.id
+    assert "opt_in" not in stop
+    assert "opt_out" not in start

@@ -310,6 +310,43 @@ def test_a_signed_reply_without_its_numbers_is_400(
         assert (answer.status_code, answer.json()) == (400, {"message": f"{missing} is required"})
 
 
+# Names Firestore refuses or that would nest a document (SPEC 10.3), and ids of another form.
+NOT_TWILIOS = [
+    "__x__",
+    ".",
+    "..",
+    "SM/x",
+    "a/b/c",
+    "SM" + "a" * 1600,
+    "SM" + "g" * 32,
+    "sm" + "a" * 32,
+]
+
+
+@pytest.mark.parametrize("sid", NOT_TWILIOS)
+def test_a_reply_whose_message_sid_is_not_twilios_is_400_and_stores_nothing(
+    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, db: firestore.Client, sid: str
+) -> None:
+    consumer = fresh_number("415")
+    answer = reply(twilio_server, standin, number_of(tenant), consumer, "STOP", sid=sid)
+
+    assert (answer.status_code, answer.json()) == (400, {"message": "MessageSid is invalid"})
+    assert chats(db, tenant) == []
+    assert not db.document(f"tenants/{tenant.id}/opt_outs/{consumer}").get().exists
+    assert not db.document("carrier_ids/a/b/c").get().exists  # never a nested document
+    # The same reply with Twilio's form of id is stored (the log carrier's LM... too).
+    stored = reply(
+        twilio_server,
+        standin,
+        number_of(tenant),
+        consumer,
+        "STOP",
+        sid="LM" + uuid.uuid4().hex.upper(),
+    )
+    assert stored.status_code == 200
+    assert len(chats(db, tenant)) == 1
+
+
 # ---- keywords ---------------------------------------------------------------------------
 
 

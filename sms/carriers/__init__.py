@@ -46,6 +46,11 @@ class Receipt:
 class Carrier(Protocol):
     name: str
 
+    @property
+    def host(self) -> str | None:
+        """Where its calls go (None: it calls nowhere)."""
+        ...
+
     def send(self, sms: Outgoing, timeout: float) -> Receipt: ...
 
     def find(self, sms: Outgoing, timeout: float) -> list[Receipt]: ...

@@ -16,19 +16,25 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import re
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-from sms import errors
+from sms import errors, logs
 from sms.carriers import Outgoing, Receipt
 from sms.config import Settings
 from sms.domain import DELIVERED, FAILED, SENT, UNDELIVERED
 
 STATUS_PATH = "/apps/api/v1/sms/status"
 OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+BAD_CREDENTIALS = 20003  # Twilio: "Authenticate": the account SID or auth token is wrong
+# Twilio's message ids: two capital letters (SM, MM...), then 32 hexadecimal digits. The log
+# carrier's ids (LM...) have the same form. Only such an id names a document (carrier_ids/).
+MESSAGE_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 
 # Twilio's message statuses in the service's words; others (receiving, received,
 # partially_delivered, canceled) say nothing about an outbound message's delivery.
@@ -99,6 +105,8 @@ class TwilioCarrier:
         # Every request of the Messages resource, and the next pages of a list, are made
         # against this base: Twilio's own, or a stand-in for it.
         self._http = _timed_http_client()(api_base_url)
+        # Where its calls go, as a failure to reach it names it.
+        self.host = urllib.parse.urlsplit(api_base_url).netloc or api_base_url
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._status_callback = status_callback
         self._messaging_service_sid = messaging_service_sid
@@ -118,7 +126,7 @@ class TwilioCarrier:
 
     def send(self, sms: Outgoing, timeout: float) -> Receipt:
         """Create the message at Twilio; the carrier's errors as the project's."""
-        with self._http.bounded(timeout), _border():
+        with self._http.bounded(timeout), _border(self.host):
             created = self._client.messages.create(
                 to=sms.to_number,
                 from_=sms.from_number,
@@ -139,7 +147,7 @@ class TwilioCarrier:
         """
         day = dt.datetime.combine(sms.since.date(), dt.time(), tzinfo=dt.timezone.utc)
         messages = self._client.messages
-        with self._http.bounded(timeout), _border():
+        with self._http.bounded(timeout), _border(self.host):
             since_day = messages.list(
                 to=sms.to_number,
                 from_=sms.from_number,
@@ -181,8 +189,11 @@ def _code(record: Any) -> str | None:
 
 
 @contextlib.contextmanager
-def _border() -> Iterator[None]:
-    """Twilio's failures as the project's carrier errors."""
+def _border(host: str) -> Iterator[None]:
+    """Twilio's failures as the project's carrier errors (``host``: where the calls go).
+
+    A refusal of the account's credentials (20003) fails every call, whatever the message:
+    it is logged as the ERROR it is, naming what to check, besides refusing the message."""
     import requests  # noqa: PLC0415 imported by then: the carrier's client uses it
     from twilio.base.exceptions import (  # noqa: PLC0415
         TwilioException,
@@ -196,12 +207,22 @@ def _border() -> Iterator[None]:
         if exc.status >= 500:
             raise errors.CarrierOutcomeUnknown(f"Twilio answered {exc.status}", False) from exc
         code = exc.code if isinstance(exc.code, int) else None
+        if code == BAD_CREDENTIALS:
+            logs.event(
+                "ERROR",
+                f"Twilio refused the account's credentials ({BAD_CREDENTIALS}): check "
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+                carrier="twilio",
+                carrier_host=host,
+                carrier_error=str(code),
+            )
+            logs.note(carrier_problem="credentials refused")
         raise errors.CarrierRefused(
             str(code) if code else None, opted_out=code == OPTED_OUT
         ) from exc
     except requests.exceptions.RequestException as exc:
         if _never_connected(exc):
-            raise errors.CarrierUnreachable(type(exc).__name__) from exc
+            raise errors.CarrierUnreachable(f"{type(exc).__name__} reaching {host}") from exc
         in_flight = isinstance(exc, requests.exceptions.Timeout)
         raise errors.CarrierOutcomeUnknown(type(exc).__name__, in_flight) from exc
     except TwilioException as exc:
@@ -251,6 +272,16 @@ class _Form:
         return list(self._params[name])
 
 
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Whether Twilio signed a webhook request, and if not, why (for the log, never the
+    answer): ``urls`` are those the signature was checked against."""
+
+    signed: bool
+    reason: str | None = None
+    urls: tuple[str, ...] = ()
+
+
 class TwilioWebhooks:
     """Twilio's requests to this function: their signatures, and what they report."""
 
@@ -262,24 +293,41 @@ class TwilioWebhooks:
     def from_settings(cls, settings: Settings) -> TwilioWebhooks:
         return cls(settings.twilio_auth_token, settings.public_base_url)
 
-    @property
-    def configured(self) -> bool:
-        return self._validator is not None and self._base is not None
-
-    def signed(
+    def check(
         self, path: str, query: str, params: Mapping[str, Sequence[str]], signature: str | None
-    ) -> bool:
-        """Whether Twilio signed this request: the URL it was sent to and its parameters,
-        with the account's auth token."""
-        if self._validator is None or self._base is None or not signature:
-            return False
-        form = _Form(params)
+    ) -> SignatureCheck:
+        """Whether Twilio signed this request (the URL it was sent to and its parameters, with
+        the account's auth token), and if not, why: webhooks not configured, no signature,
+        or one that matches none of the URLs checked (a URL other than the one Twilio called,
+        SMS_PUBLIC_BASE_URL's usual mistake, or another auth token)."""
+        if self._validator is None or self._base is None:
+            unset = [
+                name
+                for name, value in (
+                    ("TWILIO_AUTH_TOKEN", self._validator),
+                    ("SMS_PUBLIC_BASE_URL", self._base),
+                )
+                if value is None
+            ]
+            return SignatureCheck(
+                False, f"webhooks are not configured: no {' and no '.join(unset)}"
+            )
         # The URL Twilio was given for this webhook (SPEC: the path without a trailing slash),
         # or the URL exactly as requested: Twilio signs the URL it calls.
-        urls = {self._base + path.rstrip("/"), self._base + path}
-        return any(
-            self._validator.validate(url + (f"?{query}" if query else ""), form, signature)
-            for url in urls
+        suffix = f"?{query}" if query else ""
+        urls = tuple(
+            dict.fromkeys((self._base + path.rstrip("/") + suffix, self._base + path + suffix))
+        )
+        if not signature:
+            return SignatureCheck(False, "no X-Twilio-Signature", urls)
+        form = _Form(params)
+        if any(self._validator.validate(url, form, signature) for url in urls):
+            return SignatureCheck(True, urls=urls)
+        return SignatureCheck(
+            False,
+            "X-Twilio-Signature matches none of the URLs checked: Twilio called another URL "
+            "than SMS_PUBLIC_BASE_URL makes, or signed with another TWILIO_AUTH_TOKEN",
+            urls,
         )
 
     @staticmethod
@@ -292,7 +340,7 @@ class TwilioWebhooks:
         if not status:
             raise errors.BadRequest(errors.MESSAGE_STATUS_REQUIRED)
         code = _first(params, "ErrorCode")
-        return StatusReport(sid, STATUSES.get(status.lower()), code if code else None)
+        return StatusReport(_judged_sid(sid), STATUSES.get(status.lower()), code if code else None)
 
 
 @dataclass(frozen=True)
@@ -317,7 +365,15 @@ def incoming_sms(params: Mapping[str, Sequence[str]]) -> IncomingSms:
         if not value:
             raise errors.BadRequest(required[name])
     body = params.get("Body") or ("",)
-    return IncomingSms(fields["MessageSid"], fields["From"], fields["To"], body[0])
+    return IncomingSms(_judged_sid(fields["MessageSid"]), fields["From"], fields["To"], body[0])
+
+
+def _judged_sid(sid: str) -> str:
+    """A MessageSid of Twilio's form; 400 for any other, before it can name a document
+    (Firestore refuses some names, and a "/" would name a nested one)."""
+    if not MESSAGE_SID.fullmatch(sid):
+        raise errors.BadRequest(errors.MESSAGE_SID_INVALID)
+    return sid
 
 
 def _first(params: Mapping[str, Sequence[str]], name: str) -> str:

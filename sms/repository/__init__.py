@@ -62,7 +62,7 @@ from sms.repository.events import EventLog
 from sms.repository.keys import Keys
 from sms.repository.messages import Messages
 from sms.repository.sessions import Sessions
-from sms.repository.tenants import Tenants
+from sms.repository.tenants import SignIn, Tenants
 
 __all__ = ["FirestoreStore"]
 
@@ -88,6 +88,9 @@ class FirestoreStore:
 
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
         return self.tenants.authenticate(tenant_id, token_sha256)
+
+    def sign_in(self, tenant_id: str, token_sha256: str) -> SignIn:
+        return self.tenants.sign_in(tenant_id, token_sha256)
 
     def count_request(self, tenant_id: str) -> int:
         return self.tenants.count_request(tenant_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import time
+from dataclasses import dataclass
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -14,6 +15,19 @@ from sms.domain import Tenant
 from sms.repository import documents
 from sms.repository.database import Database
 
+# Why a credential signed no tenant in: for the log, never for the answer (SPEC 2).
+UNKNOWN_TENANT = "unknown tenant"
+DISABLED_CREDENTIAL = "disabled credential"
+BAD_TOKEN = "bad token (no credential of the tenant matches)"  # noqa: S105 a log text
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Who a credential signs in (``tenant``), or why it signs no one in (``reason``)."""
+
+    tenant: Tenant | None
+    reason: str | None = None
+
 
 class Tenants:
     def __init__(self, db: Database) -> None:
@@ -21,6 +35,12 @@ class Tenants:
 
     def authenticate(self, tenant_id: str, token_sha256: str) -> Tenant | None:
         """The tenant, if one of its enabled credentials has this token hash."""
+        return self.sign_in(tenant_id, token_sha256).tenant
+
+    def sign_in(self, tenant_id: str, token_sha256: str) -> SignIn:
+        """The tenant, if one of its enabled credentials has this token hash; else why not
+        (an unknown tenant, a disabled credential, or no credential with this hash). The
+        same reads whatever the reason."""
         tenant_ref = self._db.tenant(tenant_id)
         query = tenant_ref.collection("api_credentials").where(
             filter=FieldFilter("token_sha256", "==", token_sha256)
@@ -29,17 +49,17 @@ class Tenants:
         tenant_snap = self._db.get(tenant_ref)
         credentials = self._db.stream(query.limit(10))
         if not tenant_snap.exists:
-            return None
+            return SignIn(None, UNKNOWN_TENANT)
+        reason = BAD_TOKEN
         for credential in credentials:
             data = credential.to_dict() or {}
             stored = data.get("token_sha256")
-            if (
-                data.get("enabled") is True
-                and isinstance(stored, str)
-                and hmac.compare_digest(stored, token_sha256)
-            ):
-                return documents.tenant_from(tenant_id, tenant_snap.to_dict() or {})
-        return None
+            if not isinstance(stored, str) or not hmac.compare_digest(stored, token_sha256):
+                continue
+            if data.get("enabled") is True:
+                return SignIn(documents.tenant_from(tenant_id, tenant_snap.to_dict() or {}))
+            reason = DISABLED_CREDENTIAL
+        return SignIn(None, reason)
 
     def count_request(self, tenant_id: str) -> int:
         """Count one request in its tenant's current second; the count so far (SPEC 10.6).
