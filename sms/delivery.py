@@ -185,7 +185,8 @@ class Delivery:
                 return self._record(tenant_id, message, found, budget)
             if found is _CANNOT_TELL:
                 return Pending(message, self._retry_after(message))
-        if now - message.created_at >= MAX_AGE:
+        # A message held for quiet hours was ready to go when its hold ended, not before.
+        if now - (message.scheduled_for or message.created_at) >= MAX_AGE:
             return self._fail(tenant_id, message, None, opted_out=False)
         return self._hand_over(tenant_id, message, unreachable_fails=not sweeping)
 
@@ -242,7 +243,7 @@ class Delivery:
             except errors.CarrierRefused as refused:
                 return self._fail(tenant_id, message, refused.code, refused.opted_out)
             except errors.CarrierUnreachable as exc:
-                logs.event("WARNING", f"carrier unreachable: {exc}", carrier=self._carrier.name)
+                self._unreachable(tenant_id, message, exc)
                 if unreachable_fails:
                     return self._fail(tenant_id, message, None, opted_out=False)
                 return Pending(message, self._retry_after(message))
@@ -256,6 +257,23 @@ class Delivery:
                 continue  # the carrier is done with it and does not hold it: again
             return self._record(tenant_id, message, receipt, budget)
         return Pending(message, self._retry_after(message))
+
+    def _unreachable(
+        self, tenant_id: str, message: Message, exc: errors.CarrierUnreachable
+    ) -> None:
+        """Log that the carrier could not be reached: a line of its own (the sweeper's too),
+        and on the request's line, which has its trace."""
+        host = self._carrier.host
+        where = {"carrier": self._carrier.name, "carrier_host": host}
+        logs.event(
+            "WARNING",
+            f"carrier unreachable: {exc}",
+            **{k: v for k, v in where.items() if v is not None},
+            tenant=tenant_id,
+            chat_id=message.chat_id,
+            message_id=message.id,
+        )
+        logs.note(carrier_unreachable=host or self._carrier.name)
 
     def _find(
         self,

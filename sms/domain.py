@@ -258,7 +258,9 @@ class Message:
 
     @property
     def settled(self) -> bool:
-        return self.status not in UNSETTLED
+        """Whether it has an outcome: neither on its way nor held for quiet hours (SPEC 10.8:
+        a held message that is due is claimed and sent like any other)."""
+        return self.status not in UNSETTLED and not self.held
 
     @property
     def accepted(self) -> bool:

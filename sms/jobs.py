@@ -28,7 +28,9 @@ MAX_EVENTS = 500
 
 
 def sweep_report(swept: Swept) -> dict[str, Any]:
-    """What a sweep did, as the sweeper's answer and the admin command print it."""
+    """What a sweep did, as the sweeper's answer and the admin command print it: ``counts``
+    has every outcome (sms.sweeper.Settled: the status a message was settled at, or why it
+    was not), each with how many messages had it."""
     counts = dict.fromkeys(OUTCOMES, 0)
     for one in swept.settled:
         counts[one.outcome] += 1

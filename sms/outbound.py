@@ -176,7 +176,9 @@ class OutboundSms:
         if message is None:
             return answer
         logs.note(chat_id=message.chat_id)
-        if message.held:  # held for quiet hours: the first answer stands
+        if message.scheduled_for is not None:
+            # Held for quiet hours (SPEC 10.8): its first answer was a 200, and a retry replays
+            # it whatever became of the message since (sent, cancelled, failed for an opt-out).
             return answer
         if message.settled:
             return self._answer(outcome_of(message), answer)
@@ -237,7 +239,10 @@ class OutboundSms:
             and agent.id in session.agent_ids
             and request.outbound_number == session.outbound_number
         ):
-            return joined(tenant, request.end_user_number, active, message(chat.id), now)
+            # On an agent's behalf (6.3): never held (SPEC 10.8), even where quiet hours held
+            # the session this request meant to open and another request opened it meanwhile.
+            sent = _message(chat.id, request, agent, now, self._delivery.carrier_name)
+            return joined(tenant, request.end_user_number, active, sent, now)
         raise BadRequest(errors.ACTIVE_SESSION)
 
 

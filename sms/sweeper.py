@@ -38,7 +38,10 @@ from sms.delivery import (
     Taken,
 )
 from sms.domain import (
+    DELIVERED,
     FAILED,
+    SENT,
+    UNDELIVERED,
     ActiveSession,
     Chat,
     ConsumerState,
@@ -91,9 +94,11 @@ class SweepStore(MessageStore, Protocol):
 
 @dataclass(frozen=True)
 class Settled:
-    """What one message became: delivered (a carrier took it), failed, pending (try again
+    """What one message became. Where the sweep settled it, its status then: sent (the
+    carrier took it), delivered, undelivered (the carrier said so already), or failed
+    (refused, never taken in 24 hours, cancelled). Else: pending (not settled yet: try again
     later), taken (someone else claimed it), held (quiet hours came back), or other_carrier
-    (handed to a carrier this sweeper does not send with: left alone)."""
+    (handed to a carrier this sweeper does not send with: left alone, for that carrier)."""
 
     tenant: str
     chat_id: int
@@ -102,17 +107,23 @@ class Settled:
     carrier_id: str | None = None
 
 
-_OUTCOMES = {
-    Delivered: "delivered",
-    Failed: "failed",
-    Pending: "pending",
-    Taken: "taken",
-    Foreign: "other_carrier",
-}
-
+# A settled message's outcome is its status: one a carrier took it at (Delivered), or one
+# it failed at (Failed); the others say why it is not settled.
+_TAKEN_AT = (SENT, DELIVERED, UNDELIVERED, FAILED)
+_UNSETTLED = {Pending: "pending", Taken: "taken", Foreign: "other_carrier"}
 
 # Every outcome a message can have in a sweep, as its report counts them.
-OUTCOMES = (*_OUTCOMES.values(), "held")
+OUTCOMES = (*_TAKEN_AT, *_UNSETTLED.values(), "held")
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    """What became of a message, in the report's words (see Settled)."""
+    if isinstance(outcome, Delivered):
+        status = outcome.message.status
+        return status if status in _TAKEN_AT else SENT
+    if isinstance(outcome, Failed):
+        return FAILED
+    return _UNSETTLED[type(outcome)]
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,7 @@ class Sweeper:
                 budget.retry(lambda: self._store.postpone_expiry(tenant_id, chat, later))
             return False
         assert current.ends_at is not None
-        changes = [events.chat_event(events.CHAT_ENDED, tenant_id, current, current.ends_at)]
+        changes = [events.chat_event(events.CHAT_ENDED, tenant_id, current, now)]
         cancelled = None
         held = self._held_message(tenant_id, chat)
         if held is not None:
@@ -269,6 +280,10 @@ class Sweeper:
             verdict = quiet_hours.check(
                 message.to_number, tenant.quiet_hours, tenant.default_time_zone, now
             )
+            if verdict.quiet and verdict.until is None:
+                # The tenant's rules changed so that no moment is outside them: the message
+                # can never go, and sending it now would send it inside them.
+                return self._delivery.cancel(tenant_id, message)
             if verdict.quiet and verdict.until is not None:  # the window came back
                 later = dataclasses.replace(message, scheduled_for=verdict.until)
                 try:
@@ -306,7 +321,7 @@ class Sweeper:
             if isinstance(outcome, str):
                 name, carrier_id = outcome, None
             else:
-                name, carrier_id = _OUTCOMES[type(outcome)], outcome.message.carrier_id
+                name, carrier_id = _outcome_name(outcome), outcome.message.carrier_id
         except errors.BackendUnavailable as exc:
             logs.event("WARNING", f"sweeper: Firestore unavailable: {exc!r}", tenant=tenant_id)
             name, carrier_id = "pending", None

@@ -364,7 +364,8 @@ def test_a_sweep_with_nothing_to_settle_reports_nothing(admin: Admin) -> None:
     assert set(report) == {"counts", "settled", "sessions_ended", "events_announced"}
     assert report["events_announced"] == 0
     assert set(report["counts"]) == {
-        "delivered", "failed", "pending", "taken", "held", "other_carrier",
+        "sent", "delivered", "undelivered", "failed", "pending", "taken", "held",
+        "other_carrier",
     }  # fmt: skip
 
 

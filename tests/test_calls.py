@@ -8,12 +8,14 @@ latency floor and most of its cost. These are counts, not timings: exact on any 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import flask
 import pytest
@@ -160,6 +162,24 @@ def invalid(counted: Counted) -> Callable[[int], flask.Response]:
     return lambda n: counted.request("POST", SMS_PATH, body)
 
 
+def held(counted: Counted) -> Callable[[int], flask.Response]:
+    """Sessions opened in the tenant's quiet hours (policy hold): stored, their message held
+    for the sweeper, no carrier called. The window: from an hour ago to two hours on where
+    the consumers (+1 415) are."""
+    here = dt.datetime.now(ZoneInfo("America/Los_Angeles"))
+    hours = {
+        "start": f"{here - dt.timedelta(hours=1):%H:%M}",
+        "end": f"{here + dt.timedelta(hours=2):%H:%M}",
+        "policy": "hold",
+    }
+    db = firestore.Client(project=PROJECT)
+    db.document(f"tenants/{counted.tenant.id}").update({"quiet_hours": hours})
+    counted.api.signed_in = frozen_cache()  # sign in afresh, with the quiet hours
+    warm = counted.request("POST", SMS_PATH, open_session(REQUESTS + 2))
+    assert warm.status_code == 200, warm.get_json()
+    return lambda n: counted.request("POST", SMS_PATH, open_session(n))
+
+
 def a_chat(counted: Counted) -> int:
     answer = counted.request("POST", SMS_PATH, open_session(REQUESTS + 1))
     assert answer.status_code == 200, answer.get_json()
@@ -180,6 +200,8 @@ def reading_a_transcript(counted: Counted) -> Callable[[int], flask.Response]:
 KINDS = {
     "open a session (agent by id)": Kind(opening, 200, 4),
     "open a session with Idempotency-Key": Kind(opening_with_a_key, 200, 6),
+    # The session's read and commit, and no carrier: no status write after it.
+    "open a session that is held": Kind(held, 200, 3),
     "send on an agent's behalf": Kind(on_behalf, 200, 4),
     "refused: consumer busy": Kind(busy, 400, 1, errors.ACTIVE_SESSION),
     "refused by validation": Kind(invalid, 400, 0, errors.END_USER_NUMBER_INVALID),
@@ -201,6 +223,12 @@ def test_opening_a_session_commits_twice(counted: Counted) -> None:
     calls = counted.per_request(KINDS["open a session (agent by id)"])
 
     assert calls["Commit"] == 2, calls  # the session's commit and the carrier's status write
+
+
+def test_opening_a_held_session_commits_once(counted: Counted) -> None:
+    calls = counted.per_request(KINDS["open a session that is held"])
+
+    assert calls["Commit"] == 1, calls  # the session's commit: the message waits, unsent
 
 
 def test_the_counter_counts_every_call_a_request_makes(counted: Counted) -> None:

@@ -371,7 +371,7 @@ def test_a_hang_past_the_deadline_answers_503_in_time_and_the_sweeper_sends_noth
     standin.release()  # Twilio finishes the create it held: the SMS went out after all
     report = sweep_later(standin)
 
-    assert settled(report, tenant) == ["delivered"]
+    assert settled(report, tenant) == ["sent"]
     [sms] = standin.sent_to(to)
     [message] = transcript(twilio_server, tenant, stored["id"])
     assert (message["status"], message["carrier_id"]) == ("sent", sms["sid"])
@@ -386,7 +386,7 @@ def test_a_hang_twilio_never_recorded_is_sent_by_the_sweeper_exactly_once(
     assert post(twilio_server, tenant, to).status_code == 503
     standin.release()
 
-    assert settled(sweep_later(standin), tenant) == ["delivered"]
+    assert settled(sweep_later(standin), tenant) == ["sent"]
     assert settled(sweep_later(standin), tenant) == []  # nothing left
     [sms] = standin.sent_to(to)
     [stored] = chats(db, tenant)
@@ -507,7 +507,7 @@ def test_a_server_killed_mid_send_leaves_a_message_the_sweeper_sends_exactly_onc
 
     port = free_port()
     with open(tmp_path / "restarted.log", "wb") as log, serving(port, env, log) as url:
-        assert settled(sweep_later(standin), tenant) == ["delivered"]
+        assert settled(sweep_later(standin), tenant) == ["sent"]
         [stored] = chats(db, tenant)
         [message] = transcript(url, tenant, stored["id"])
 
@@ -535,8 +535,8 @@ def test_two_sweepers_at_once_send_each_message_exactly_once(
         reports = list(pool.map(sweep_at_once, sweepers))
 
     outcomes = sorted(o for report in reports for o in settled(report, tenant))
-    assert outcomes.count("delivered") == len(numbers)
-    assert set(outcomes) <= {"delivered", "taken"}
+    assert outcomes.count("sent") == len(numbers)
+    assert set(outcomes) <= {"sent", "taken"}
     for to in numbers:
         assert len(standin.sent_to(to)) == 1, to
     for chat in chats(db, tenant):
@@ -554,6 +554,44 @@ def test_the_sweeper_leaves_a_message_alone_until_it_is_old_enough(
 
     assert settled(sweep(standin, SMS_SWEEP_AFTER_SECONDS="600"), tenant) == []
     assert standin.sent_to(to) == []
+
+
+def test_a_sweep_with_the_log_carrier_leaves_a_message_handed_to_twilio_alone_and_says_so(
+    twilio_server: str,
+    standin: TwilioStandIn,
+    tenant: Tenant,
+    db: firestore.Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    to = consumer()
+    standin.script(Hold(record="after"))
+    assert post(twilio_server, tenant, to).status_code == 503
+    standin.release()  # Twilio finishes the create it held: the SMS went out after all
+    [stored] = chats(db, tenant)
+    asked = len(standin.requests)
+    clock = MovableClock()
+    clock.advance(SWEEP_AFTER_SECONDS + 1)
+    log_env = {**twilio_env(standin, free_port()), "SMS_CARRIER": "log"}  # say, in a terminal
+    capsys.readouterr()
+
+    report = swept(bootstrap.build(Settings.from_env(log_env), clock=clock))
+
+    assert settled(report, tenant) == ["other_carrier"]
+    assert report["counts"]["other_carrier"] >= 1
+    [message] = transcript(twilio_server, tenant, stored["id"])
+    assert (message["status"], message["carrier_id"]) == ("sending", None)  # no LM... id
+    assert len(standin.requests) == asked  # Twilio was not asked, nothing sent
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
+    [said] = [line for line in lines if line.get("tenant") == tenant.id]
+    assert (said["outcome"], said["chat_id"]) == ("other_carrier", stored["id"])
+
+    # The Twilio sweeper settles it with Twilio's id, and Twilio's callbacks then apply.
+    assert settled(sweep_later(standin), tenant) == ["sent"]
+    [sms] = standin.sent_to(to)
+    assert standin.status_callback(sms["sid"], "delivered").status_code == 204
+    [message] = transcript(twilio_server, tenant, stored["id"])
+    assert (message["status"], message["carrier_id"]) == ("delivered", sms["sid"])
+    assert statuses(message) == ["queued", "sending", "sent", "delivered"]
 
 
 def test_a_message_no_carrier_took_in_24_hours_is_failed_not_sent(
@@ -684,6 +722,32 @@ def test_a_signed_callback_without_a_message_sid_is_400(
     assert (answer.status_code, answer.json()) == (400, {"message": "MessageSid is required"})
 
 
+@pytest.mark.parametrize(
+    "sid",
+    ["__x__", ".", "..", "SM/x", "a/b/c", "SM" + "f" * 1600, "SM" + "F" * 31, "S1" + "f" * 32],
+)
+def test_a_signed_callback_whose_message_sid_is_not_twilios_is_400_and_changes_nothing(
+    twilio_server: str, standin: TwilioStandIn, tenant: Tenant, db: firestore.Client, sid: str
+) -> None:
+    real, chat_id = sent_message(twilio_server, standin, tenant)
+    callback = twilio_server + "/apps/api/v1/sms/status"
+    form = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "30008"}
+    answer = requests.post(
+        callback,
+        data=form,
+        headers={"X-Twilio-Signature": sign(callback, form, standin.auth_token)},
+        timeout=10,
+    )
+
+    assert (answer.status_code, answer.json()) == (400, {"message": "MessageSid is invalid"})
+    [message] = transcript(twilio_server, tenant, chat_id)
+    assert (message["status"], message["carrier_id"]) == ("sent", real)
+    assert not db.document("carrier_ids/a/b/c").get().exists  # never a nested document
+    # A callback with Twilio's own id for it still applies.
+    assert standin.status_callback(real, "delivered").status_code == 204
+    assert transcript(twilio_server, tenant, chat_id)[0]["status"] == "delivered"
+
+
 def test_callbacks_race_and_the_message_ends_at_its_furthest_status(
     twilio_server: str, standin: TwilioStandIn, tenant: Tenant
 ) -> None:
@@ -730,13 +794,11 @@ def test_the_sweeper_target_sweeps_on_post_and_refuses_other_methods(
     assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
     assert answer.status_code == 200
     report = answer.json()
-    assert settled(report, tenant) == ["delivered"]
-    assert report["counts"]["delivered"] >= 1
+    assert settled(report, tenant) == ["sent"]
+    assert report["counts"]["sent"] >= 1
     assert len(standin.sent_to(to)) == 1
     lines = [json.loads(line) for line in (tmp_path / "sweeper.log").read_text().splitlines()]
-    assert any(
-        line.get("outcome") == "delivered" and line.get("tenant") == tenant.id for line in lines
-    )
+    assert any(line.get("outcome") == "sent" and line.get("tenant") == tenant.id for line in lines)
 
 
 def test_a_carrier_the_function_cannot_use_stops_it_at_start_naming_why(
