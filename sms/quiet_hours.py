@@ -20,9 +20,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
-from phonenumbers import geocoder
-from phonenumbers import timezone as phone_time_zones
-from phonenumbers.tzdata import TIMEZONE_DATA
 
 DEFAULT_TIME_ZONE = "America/New_York"
 POLICIES = ("hold", "refuse")
@@ -47,7 +44,16 @@ _NOT_PLACES = frozenset({"localtime", "Factory"})
 # country code; for +1 (the North American Numbering Plan) that is 42 zones from Guam (UTC+10) to
 # Pago Pago (UTC-11), which says nothing about where the consumer is.
 _NANP_COUNTRY_CODE = 1
-_NANP_WIDE_ZONES = TIMEZONE_DATA.get(str(_NANP_COUNTRY_CODE), ())
+
+
+# phonenumbers' zone and place data are large (some 100 MB and a quarter of a second to load):
+# they are loaded when a number is first judged, so that a process whose tenants keep no quiet
+# hours never pays for them.
+@lru_cache(maxsize=1)
+def _nanp_wide_zones() -> tuple[str, ...]:
+    from phonenumbers.tzdata import TIMEZONE_DATA  # noqa: PLC0415 see above
+
+    return tuple(TIMEZONE_DATA.get(str(_NANP_COUNTRY_CODE), ()))
 
 _STATE_CODES = {
     "AL": "Alabama",
@@ -223,8 +229,10 @@ def zones_for(e164: str, default_zone: str) -> tuple[str, ...]:
         return (default_zone,)
     if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.TOLL_FREE:
         return (default_zone,)
+    from phonenumbers import timezone as phone_time_zones  # noqa: PLC0415 see _nanp_wide_zones
+
     names = tuple(phone_time_zones.time_zones_for_number(number))
-    if number.country_code == _NANP_COUNTRY_CODE and names == _NANP_WIDE_ZONES:
+    if number.country_code == _NANP_COUNTRY_CODE and names == _nanp_wide_zones():
         return (default_zone,)
     known = tuple(name for name in names if _is_loadable(name))
     return known or (default_zone,)
@@ -239,6 +247,8 @@ def state_of(e164: str) -> str | None:
         return None
     if phonenumbers.region_code_for_number(number) != "US":
         return None
+    from phonenumbers import geocoder  # noqa: PLC0415 see _nanp_wide_zones
+
     place = geocoder.description_for_number(number, "en")
     if ", " in place:
         return _STATE_CODES.get(place.rsplit(", ", 1)[1])
