@@ -19,7 +19,7 @@ import phonenumbers
 
 from sms import deadline, errors, logs, paging, phone
 from sms.clock import Clock
-from sms.domain import ACTIVE_STATUSES, Chat, Tenant
+from sms.domain import ACTIVE_STATUSES, MAX_ID, Chat, Tenant
 from sms.paging import Page
 from sms.sessions import as_of
 
@@ -29,6 +29,11 @@ ACTIVE = "active"
 STATUSES = ("queued", "selecting", "assigned", "finished", "failed", ACTIVE)
 # The most chats one page may read to fill itself (with sessions expired but not recorded).
 MAX_SCANNED = 2000
+# Every region a valid number can have, the non-geographic numbers' "001" (+800, +870...)
+# among them: a valid number of any is searched for, and a foreign one simply finds nothing.
+ANY_REGION = frozenset(
+    {*phonenumbers.SUPPORTED_REGIONS, phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY}
+)
 
 
 class ChatListStore(Protocol):
@@ -82,13 +87,15 @@ class ChatList:
         number = None
         if end_user_number is not None:
             # Any format; a foreign number is valid, and simply finds nothing.
-            number = phone.judge(end_user_number, phonenumbers.SUPPORTED_REGIONS).e164
+            number = phone.judge(end_user_number, ANY_REGION).e164
             if number is None:
                 raise errors.BadRequest(errors.END_USER_NUMBER_INVALID)
         size = paging.page_size(limit, DEFAULT_PAGE)
         after = None
         if page_token is not None:
             at, chat_id = paging.cursor(page_token, CHAT_ID)
+            if int(chat_id) > MAX_ID:  # of the form of an id, but no id is so large
+                raise errors.BadRequest(errors.PAGE_TOKEN_INVALID)
             after = (at, int(chat_id))
         budget = deadline.current(self._deadline_seconds)
         now = self._clock()

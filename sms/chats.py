@@ -103,7 +103,8 @@ class ChatSessions:
         """PATCH /apps/api/v1/chats/{id}: end the session (``{"status": "finished"}``) or
         assign it to the agent the body names; the chat as it then stands."""
         if isinstance(body, dict) and any(body.get(name) is not None for name in AGENT_FIELDS):
-            if "status" in body:  # both: which one was meant?
+            # Both: which one was meant? (A null status names none, as a null agent field.)
+            if body.get("status") is not None:
                 budget = deadline.current(self._deadline_seconds)
                 if budget.retry(lambda: self._store.read_chat(tenant.id, chat_id)) is None:
                     raise errors.NotFound()
@@ -115,6 +116,7 @@ class ChatSessions:
         """Assign a session that has no agent (one a reply opened) to the agent ``body``
         names: checked as rows 15 and 16, then an ended session, then one assigned."""
         budget = deadline.current(self._deadline_seconds)
+        tried: set[dt.datetime] = set()  # times of commits whose outcome is unknown
         while True:
             chat, session = budget.retry(lambda: self._store.chat_and_session(tenant.id, chat_id))
             if chat is None:
@@ -126,7 +128,10 @@ class ChatSessions:
             agent = named_agent(agent_id, agent_email, by_id, by_email)
             assert agent is not None
             now = max(self._clock(), chat.last_activity_at or chat.created_at)
-            if not as_of(tenant, chat, session, now).active:
+            current = as_of(tenant, chat, session, now)
+            if chat.agent is not None and chat.agent.id == agent.id and chat.assigned_at in tried:
+                return current  # it had landed
+            if not current.active:
                 raise BadRequest(errors.CHAT_ALREADY_ENDED)
             if chat.agent is not None:
                 raise BadRequest(errors.CHAT_ALREADY_ASSIGNED)
@@ -145,6 +150,10 @@ class ChatSessions:
                 self._store.assign_chat(tenant.id, assigned, mark, changes)
             except errors.LostRace:
                 budget.pause()  # changed meanwhile (a message joined, another assignment)
+                continue
+            except errors.BackendUnavailable as exc:
+                tried.add(now)  # it may have landed: read it again to tell
+                budget.pause(exc)
                 continue
             self._outbox.committed(changes)
             logs.note(outcome="chat_assigned", chat_id=chat.id, agent_id=agent.id)

@@ -39,6 +39,7 @@ CONFIG_COLLECTIONS = frozenset({"outbound_numbers", "agents", "api_credentials"}
 # Times differ between two otherwise identical requests.
 TIME_KEYS = ("created_at", "assigned_at", "queued_at", "ends_at", "connected_at", "ended_at")
 NOT_FOUND = "Not Found"
+CHATS_PATH = "/apps/api/v1/chats"
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
 FUZZ = settings(
@@ -753,23 +754,26 @@ def authorizations(draw: st.DrawFn, tenant: Any) -> tuple[str | None, bool]:
 
 
 @fuzz(80)
-@given(data=st.data(), route=st.sampled_from(["POST", "GET", "PATCH"]))
+@given(data=st.data(), route=st.sampled_from(["POST", "GET", "PATCH", "LIST"]))
 def test_only_the_tenants_credentials_get_past_authentication(
     app_client: Any, db: Any, fresh: Callable[[], Any], data: st.DataObject, route: str
 ) -> None:
     tenant = fresh()
     header, valid = data.draw(authorizations(tenant), label="authorization")
     headers = {} if header is None else {"Authorization": header}
-    path = SMS_PATH if route == "POST" else "/apps/api/v1/chats/1"
+    path = {"POST": SMS_PATH, "LIST": CHATS_PATH}.get(route, CHATS_PATH + "/1")
     body = encode(SEED_BODY if route == "POST" else {"status": "finished"})
     before = stored_state(db, tenant.id)
-    response = app_client.open(path, method=route, data=body, headers=headers)
+    method = "GET" if route == "LIST" else route
+    response = app_client.open(path, method=method, data=body, headers=headers)
     answer = answer_of(response)
     if not valid:
         assert response.status_code == 401, answer
         assert stored_state(db, tenant.id) == before
     elif route == "POST":
         assert response.status_code == 200, answer
+    elif route == "LIST":  # a fresh tenant has no chats
+        assert (response.status_code, answer) == (200, {"chats": [], "next_page_token": None})
     else:  # a fresh tenant has no chat 1
         assert (response.status_code, answer) == (404, {"message": NOT_FOUND})
 
@@ -780,7 +784,8 @@ def test_only_the_tenants_credentials_get_past_authentication(
 def route_of_this_phase(
     route: str, method: str, authenticated: bool, response: Any, answer: Any
 ) -> bool:
-    """Checks the answer if the path is one of Twilio's webhooks or a transcript."""
+    """Checks the answer if the path is one of Twilio's webhooks, a transcript or the list
+    of chats."""
     status = response.status_code
     allowed = [m.strip() for m in response.headers.get("Allow", "").split(",")]
     transcript = re.fullmatch(r"/apps/api/v1/chats/([^/]+)/messages", route)
@@ -789,6 +794,14 @@ def route_of_this_phase(
             assert (status, allowed) == (405, ["POST"])
         else:
             assert (status, answer) == (403, {"message": "Forbidden"})
+        return True
+    if route == CHATS_PATH:  # the tenant's chats: it has none
+        if method != "GET":
+            assert (status, allowed) == (405, ["GET"])
+        elif authenticated:
+            assert (status, answer) == (200, {"chats": [], "next_page_token": None})
+        else:
+            assert status == 401
         return True
     if transcript is None:
         return False
@@ -816,6 +829,10 @@ def route_of_this_phase(
 @example(path=SMS_PATH + "/inbound", method="POST", authenticated=True)
 @example(path="/apps/api/v1/chats/1/messages", method="GET", authenticated=True)
 @example(path="/apps/api/v1/chats/1/messages", method="POST", authenticated=False)
+@example(path=CHATS_PATH, method="GET", authenticated=True)
+@example(path=CHATS_PATH + "/", method="GET", authenticated=False)
+@example(path=CHATS_PATH, method="POST", authenticated=True)
+@example(path=CHATS_PATH + "//", method="HEAD", authenticated=True)
 def test_any_path_and_method_answers_404_405_or_the_route_never_5xx(
     app_client: Any, db: Any, tenant: Any, *, path: str, method: str, authenticated: bool
 ) -> None:
@@ -860,13 +877,100 @@ def test_any_path_and_method_answers_404_405_or_the_route_never_5xx(
 
 # ---- GET and PATCH /apps/api/v1/chats/{id} ----------------------------------------------
 
+AGENT_FIELDS = (*AGENT_ID_FIELDS, *AGENT_EMAIL_FIELDS)
+agent_id_values = st.one_of(
+    st.sampled_from([1, "1", "0001", 2, "2", 0, -1, "", " 1", "1.0", 1.0, True, None]),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.from_regex(r"[0-9]{1,40}", fullmatch=True),
+    field_values,
+)
+agent_email_values = st.one_of(
+    st.sampled_from(
+        [
+            DEMO_AGENT["email"],
+            DEMO_AGENT["email"].upper(),
+            f" {DEMO_AGENT['email']} ",
+            "nobody@foo.com",
+            "",
+            " ",
+            None,
+        ]
+    ),
+    field_values,
+)
+# PATCH bodies naming agents (SPEC 10.2): any of the four fields, with or without a status.
+agent_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "agent_id": agent_id_values,
+        "agentId": agent_id_values,
+        "agent_email": agent_email_values,
+        "agentEmail": agent_email_values,
+        "status": st.one_of(st.sampled_from(["finished", None, "open"]), field_values),
+    },
+)
 patch_bodies = st.one_of(
     st.just({"status": "finished"}).map(encode),
     st.builds(lambda v: {"status": v}, field_values).map(encode),
     st.builds(lambda extra: {**extra, "status": "finished"}, unknown_fields).map(encode),
     json_values.map(encode),
     raw_bodies,
+    agent_bodies.map(encode),
+    st.builds(lambda agent, extra: {**extra, **agent}, agent_bodies, unknown_fields).map(encode),
 )
+
+
+def agent_id_value(value: Any) -> int | str | None:
+    """The id an agent id field names (None: none), or rule 15's text. Digits beyond any
+    stored id name no agent (2**63)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+        digits = value.lstrip("0") or "0"
+        return int(digits) if len(digits) <= 19 else 2**63
+    return errors.AGENT_INVALID
+
+
+def assign_outcome(body: dict[str, Any], strip: bool) -> int | str:
+    """SPEC 10.2's answer to a PATCH naming an agent (rows 15 and 16, then 200) of an active
+    session without agent, in a tenant whose only agent is DEMO_AGENT, id 1; ``strip``:
+    whether blanks around an email count (SPEC does not say)."""
+    ids = [agent_id_value(body.get(field)) for field in AGENT_ID_FIELDS]
+    emails = [body.get(field) for field in AGENT_EMAIL_FIELDS]
+    if errors.AGENT_INVALID in ids or any(e is not None and not isinstance(e, str) for e in emails):
+        return errors.AGENT_INVALID
+    named_ids = {i for i in ids if i is not None}
+    named_emails = {(e.strip() if strip else e).casefold() for e in emails if e is not None}
+    if len(named_ids) > 1 or len(named_emails) > 1:  # two names that disagree
+        return errors.AGENT_INVALID
+    by_id = named_ids == {1}
+    by_email = named_emails == {DEMO_AGENT["email"].casefold()}
+    if named_ids and named_emails:
+        if not by_id and not by_email:
+            return errors.AGENT_NOT_FOUND
+        return OK if by_id and by_email else errors.AGENT_INVALID
+    return OK if by_id or by_email else errors.AGENT_NOT_FOUND
+
+
+def patch_outcomes(parsed: Any) -> set[int | str]:
+    """The answers SPEC 10.2 allows for a PATCH with this body of the owner's active session
+    without agent (an int: that status; a str: 400 with that text)."""
+    if not isinstance(parsed, dict):
+        return {errors.STATUS_MUST_BE_FINISHED}
+    names_agent = any(parsed.get(field) is not None for field in AGENT_FIELDS)
+    status = parsed.get("status")
+    if names_agent:  # both a status and an agent: which was meant? (a null names neither)
+        if status is not None:
+            return {errors.STATUS_MUST_BE_FINISHED}
+        return {assign_outcome(parsed, strip=True), assign_outcome(parsed, strip=False)}
+    if status != "finished":
+        return {errors.STATUS_MUST_BE_FINISHED}
+    # {"status": "finished"} with other fields too: "any other body"? Not said; either.
+    # (Null agent fields name no agent: they are no other field.)
+    others = set(parsed) - {"status", *AGENT_FIELDS}
+    return {OK, errors.STATUS_MUST_BE_FINISHED} if others else {OK}
 
 
 @fuzz(70)
@@ -895,7 +999,8 @@ def test_chat_routes_answer_any_id_and_body_as_the_spec_says(
 ) -> None:
     owner = fresh()
     created = app_client.post(SMS_PATH, data=encode(SEED_BODY), headers=owner.headers)
-    chat_id = answer_of(created)["id"]
+    opened = answer_of(created)
+    chat_id = opened["id"]
     caller = fresh() if as_other_tenant else owner
     segment = id_text.replace("{id}", str(chat_id))
     path = "/apps/api/v1/chats/" + segment
@@ -912,7 +1017,13 @@ def test_chat_routes_answer_any_id_and_body_as_the_spec_says(
     # "0001" or "1/" for chat 1: whether they name the chat is not said; either answer.
     strict_name = segment == str(chat_id)
     status = response.status_code
-    if as_other_tenant or not names_chat:
+    if not segment.strip("/"):  # /apps/api/v1/chats/: the caller's chats, not a chat
+        if method == "GET":
+            chats = [] if as_other_tenant else [opened]
+            assert (status, answer) == (200, {"chats": chats, "next_page_token": None})
+        else:
+            assert (status, answer) == (405, {"message": "Method Not Allowed"})
+    elif as_other_tenant or not names_chat:
         assert (status, answer) == (404, {"message": NOT_FOUND})
     elif not strict_name and status == 404:
         assert answer == {"message": NOT_FOUND}
@@ -923,16 +1034,18 @@ def test_chat_routes_answer_any_id_and_body_as_the_spec_says(
         assert list(answer) == CHAT_KEYS
     else:
         parsed = strict_json(body)
-        finished = isinstance(parsed, dict) and parsed.get("status") == "finished"
-        # {"status": "finished"} with other fields too: "any other body"? Not said; either.
-        if finished and parsed != {"status": "finished"} and status == 400:
-            assert answer == {"message": errors.STATUS_MUST_BE_FINISHED}
-        elif finished:
-            assert status == 200, answer
-            assert answer["status"] == "finished"
-            assert answer["ends_at"] is not None
-            # ending it again
-            ended = stored_state(db, owner.id)
+        assert outcome_of(response, answer) in patch_outcomes(parsed), answer
+        if status == 200:
+            assert list(answer) == CHAT_KEYS
+            ended = not any(parsed.get(field) is not None for field in AGENT_FIELDS)
+            assert answer["status"] == ("finished" if ended else "assigned")
+            if ended:
+                assert answer["ends_at"] is not None
+            else:
+                assert (answer["status"], answer["agent_info"]["id"]) == ("assigned", 1)
+                assert [p["user_id"] for p in answer["participants"]] == [None, 1]
+            # again: ended, or assigned already; nothing more is written
+            changed = stored_state(db, owner.id)
             again = app_client.open(
                 "/",
                 method="PATCH",
@@ -940,12 +1053,179 @@ def test_chat_routes_answer_any_id_and_body_as_the_spec_says(
                 headers=caller.headers,
                 environ_overrides={"PATH_INFO": path},
             )
-            assert (again.status_code, answer_of(again)) == (
-                400,
-                {"message": errors.CHAT_ALREADY_ENDED},
-            )
-            assert stored_state(db, owner.id) == ended
-        else:
-            assert (status, answer) == (400, {"message": errors.STATUS_MUST_BE_FINISHED})
+            text = errors.CHAT_ALREADY_ENDED if ended else errors.CHAT_ALREADY_ASSIGNED
+            assert (again.status_code, answer_of(again)) == (400, {"message": text})
+            assert stored_state(db, owner.id) == changed
     if status != 200:
         assert stored_state(db, owner.id) == before
+
+
+@fuzz(80)
+@given(
+    agent=agent_bodies,
+    extra=st.one_of(st.just({}), unknown_fields),
+    as_other_tenant=st.sampled_from([False, False, False, True]),
+)
+@example(agent={"agentId": 1}, extra={}, as_other_tenant=False)
+@example(
+    agent={"agent_email": DEMO_AGENT["email"].upper(), "agentId": "01"},
+    extra={},
+    as_other_tenant=False,
+)
+@example(agent={"agent_id": 1, "agentEmail": "nobody@foo.com"}, extra={}, as_other_tenant=False)
+@example(agent={"agentId": 1, "status": None}, extra={"x": 1}, as_other_tenant=False)
+@example(agent={"agentId": "one"}, extra={}, as_other_tenant=True)
+@example(agent={"agentEmail": "a" * 1500}, extra={}, as_other_tenant=False)
+def test_a_patch_naming_an_agent_answers_as_the_spec_says_and_a_refusal_writes_nothing(
+    app_client: Any,
+    db: Any,
+    fresh: Callable[[], Any],
+    *,
+    agent: dict[str, Any],
+    extra: dict[str, Any],
+    as_other_tenant: bool,
+) -> None:
+    owner = fresh()
+    created = app_client.post(SMS_PATH, data=encode(SEED_BODY), headers=owner.headers)
+    chat_id = answer_of(created)["id"]
+    caller = fresh() if as_other_tenant else owner
+    body = {**extra, **agent}
+    before = stored_state(db, owner.id)
+    path = f"{CHATS_PATH}/{chat_id}"
+    response = app_client.patch(path, data=encode(body), headers=caller.headers)
+    answer = answer_of(response)
+    if as_other_tenant:
+        assert (response.status_code, answer) == (404, {"message": NOT_FOUND})
+    else:
+        assert outcome_of(response, answer) in patch_outcomes(strict_json(encode(body))), answer
+    if response.status_code != 200:
+        assert stored_state(db, owner.id) == before
+    elif answer["status"] == "assigned":
+        assert answer["agent_info"]["id"] == 1
+        assert [p["type"] for p in answer["participants"]] == ["end_user", "agent"]
+        assert answer_of(app_client.get(path, headers=owner.headers)) == answer
+        assigned = stored_state(db, owner.id)
+        again = app_client.patch(path, data=encode(body), headers=owner.headers)
+        assert (again.status_code, answer_of(again)) == (
+            400,
+            {"message": errors.CHAT_ALREADY_ASSIGNED},
+        )
+        assert stored_state(db, owner.id) == assigned
+
+
+# ---- GET /apps/api/v1/chats -------------------------------------------------------------
+
+LIST_STATUSES = ("queued", "selecting", "assigned", "finished", "failed", "active")
+SEED_CONSUMER = "+14155550100"
+
+
+def token_of(text: str) -> str:
+    """A page token as the service writes them (unpadded URL-safe base64), of any text."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+list_queries = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("status"),
+            st.one_of(
+                st.sampled_from([*LIST_STATUSES, "", "Active", "open", "finished "]), any_text
+            ),
+        ),
+        st.tuples(st.just("end_user_number"), st.one_of(phone_like, any_text)),
+        st.tuples(
+            st.just("limit"),
+            st.one_of(
+                st.integers(min_value=-5, max_value=300).map(str),
+                st.sampled_from(["", "007", "0050", "1e2", "1.0", " 5", "\u0665"]),
+                any_text,
+            ),
+        ),
+        st.tuples(
+            st.just("page_token"),
+            st.one_of(
+                st.sampled_from(
+                    [
+                        token_of("0.__x__"),
+                        token_of("1633368051000.1"),
+                        token_of("4102444800000.1"),
+                        token_of("1633368051000.9999999999999999999"),
+                        token_of("999999999999999.1"),
+                        "",
+                    ]
+                ),
+                st.builds(token_of, any_text),
+                st.binary(max_size=30).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+                any_text,
+            ),
+        ),
+        st.tuples(any_text, any_text),
+    ),
+    max_size=6,
+)
+
+
+def list_number(value: str) -> str | None:
+    """SPEC 10.2's end_user_number: its E.164 when it parses and is a valid number (of any
+    region: a foreign one simply finds nothing); None otherwise. An extension is refused, as
+    in section 4 (tests/test_phone.py)."""
+    try:
+        number = phonenumbers.parse(value, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or number.extension:
+        return None
+    return e164(value)
+
+
+def list_outcomes(query: dict[str, str]) -> set[int | str]:
+    """The answers SPEC 10.2 allows for GET /apps/api/v1/chats with this query (the first
+    value of each name), its 400s in the order status, end_user_number, limit, page_token."""
+    status, number = query.get("status"), query.get("end_user_number")
+    limit, token = query.get("limit"), query.get("page_token")
+    if status is not None and status not in LIST_STATUSES:
+        return {errors.STATUS_INVALID}
+    if number is not None and list_number(number) is None:
+        return {errors.END_USER_NUMBER_INVALID}
+    later: set[int | str] = {OK} if token is None else {OK, errors.PAGE_TOKEN_INVALID}
+    if limit is not None:
+        if not (re.fullmatch(r"[0-9]+", limit) and 1 <= int(limit) <= 200):
+            return {errors.LIMIT_INVALID}
+        if len(limit) > 3:  # "0050": 50, or not? Not said; either.
+            return {errors.LIMIT_INVALID, *later}
+    return later
+
+
+@fuzz(100)
+@given(query=list_queries)
+@example(query=[("page_token", token_of("1633368051000.9999999999999999999"))])
+@example(query=[("end_user_number", "+800 1234 5678")])
+@example(query=[("end_user_number", "(415) 555-0100"), ("status", "active")])
+@example(query=[("status", "x"), ("end_user_number", "x"), ("limit", "0"), ("page_token", "x")])
+@example(query=[("limit", "0"), ("limit", "5")])
+def test_the_chat_list_answers_any_query_as_the_spec_says_and_writes_nothing(
+    app_client: Any, db: Any, fresh: Callable[[], Any], query: list[tuple[str, str]]
+) -> None:
+    tenant = fresh()
+    created = app_client.post(SMS_PATH, data=encode(SEED_BODY), headers=tenant.headers)
+    chat = answer_of(created)
+    before = stored_state(db, tenant.id)
+    response = app_client.get(CHATS_PATH, query_string=query, headers=tenant.headers)
+    answer = answer_of(response)
+    first: dict[str, str] = {}
+    for name, value in query:
+        first.setdefault(name, value)
+    assert outcome_of(response, answer) in list_outcomes(first), answer
+    if response.status_code == 200:
+        assert list(answer) == ["chats", "next_page_token"]
+        assert answer["next_page_token"] is None  # one chat: never a next page
+        status, number = first.get("status"), first.get("end_user_number")
+        found = status in (None, "selecting", "active") and (
+            number is None or list_number(number) == SEED_CONSUMER
+        )
+        if "page_token" not in first:
+            assert answer["chats"] == ([chat] if found else [])
+        else:  # a token names where the page starts: this chat, or none
+            assert answer["chats"] in ([], [chat])
+            assert found or answer["chats"] == []
+    assert stored_state(db, tenant.id) == before
