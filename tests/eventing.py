@@ -1,6 +1,8 @@
 """Fixtures for events (SPEC 10.7): the official Pub/Sub emulator, sms_api and sms_events
 served with a topic of their own and a push subscription between them (as the deploy and
-the local run make them), and webhook receivers the tests run on loopback.
+the local run make them), an in-process sweep that announces to such a stack's topic, and
+webhook receivers the tests run on loopback. Every delivery a receiver gets is checked,
+after each test, against openapi.yaml's `webhooks` (its body and its headers).
 
 Loaded as a plugin (pyproject's addopts: -p eventing). PUBSUB_EMULATOR_HOST, when CI sets
 it, is taken out of the environment here, before any fixture runs: the functions the other
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.server
 import json
 import os
@@ -26,14 +29,22 @@ from typing import Any
 import pytest
 import requests
 from google.cloud import firestore
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers
 
+from sms import bootstrap
+from sms.clock import Clock
+from sms.config import Settings
 from sms.devtools.emulator import Emulator, free_port
 from sms.devtools.pubsub import push_events
 from sms.devtools.server import Server, running
 from sms.events import signing
+from sms.sweeper import Swept
 
 PUBSUB_FROM_ENVIRONMENT = os.environ.pop("PUBSUB_EMULATOR_HOST", None)
 PROJECT = "demo-sms-tests"
+DOCUMENT = Path(__file__).resolve().parent.parent / "openapi.yaml"
 # The tests' push subscriptions retry within seconds (deployed: 10 s to 10 minutes).
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 1.0, 2.0
 
@@ -82,19 +93,40 @@ def event_env(emulator_host: str, pubsub_host: str, topic: str) -> dict[str, str
 
 
 @contextlib.contextmanager
+def pubsub_environment(pubsub_host: str) -> Iterator[None]:
+    """PUBSUB_EMULATOR_HOST set in this process while the block runs (the Pub/Sub clients
+    read it from the environment when they are made)."""
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PUBSUB_EMULATOR_HOST"]
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@contextlib.contextmanager
 def serving_events(
-    emulator_host: str, pubsub_host: str, log: Path, topic: str | None = None
+    emulator_host: str,
+    pubsub_host: str,
+    log: Path,
+    topic: str | None = None,
+    *,
+    extra_env: dict[str, str] | None = None,
+    api_port: int | None = None,
 ) -> Iterator[EventStack]:
-    """sms_events and sms_api on a topic of their own (made with a push subscription)."""
+    """sms_events and sms_api on a topic of their own (made with a push subscription), both
+    with ``extra_env`` added to their environment; sms_api on ``api_port`` if given (a URL
+    in ``extra_env``, such as SMS_PUBLIC_BASE_URL, may name it)."""
     topic = topic or f"events-{uuid.uuid4().hex[:10]}"
-    env = event_env(emulator_host, pubsub_host, topic)
+    env = {**event_env(emulator_host, pubsub_host, topic), **(extra_env or {})}
     with (
         open(log, "ab") as out,
         running(free_port(), env, out, target="sms_events") as events,
     ):
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
-        try:
+        with pubsub_environment(pubsub_host):
             push_events(
                 PROJECT,
                 topic,
@@ -102,13 +134,18 @@ def serving_events(
                 retry_min_seconds=RETRY_MIN_SECONDS,
                 retry_max_seconds=RETRY_MAX_SECONDS,
             )
-        finally:
-            if previous is None:
-                del os.environ["PUBSUB_EMULATOR_HOST"]
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = previous
-        with running(free_port(), env, out) as api:
+        with running(api_port or free_port(), env, out) as api:
             yield EventStack(api.url, events, topic, env, log)
+
+
+def sweep(stack: EventStack, clock: Clock) -> Swept:
+    """One sweep, in-process, with the stack's settings (it announces to the stack's topic),
+    on ``clock`` (a test moves it past what the sweep should find due).
+
+    A sweep goes over every tenant of its database, other tests' too: a test that sweeps
+    serves its stack on a database of its own (FIRESTORE_DATABASE in ``extra_env``)."""
+    with pubsub_environment(stack.env["PUBSUB_EMULATOR_HOST"]):
+        return bootstrap.build(Settings.from_env(stack.env), clock=clock).sweeper.run()
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +192,8 @@ class Receiver:
     answers: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     default: int = 204
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    checked: int = 0  # how many of the deliveries were checked against openapi.yaml
+    closed: bool = False
 
     def answer(self, *answers: Any) -> None:
         for one in answers:
@@ -215,19 +254,76 @@ def receiving(host: str = "127.0.0.1") -> Iterator[Receiver]:
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     receiver = Receiver(f"http://{host}:{server.server_address[1]}/hooks")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
+    _receivers.append(receiver)
     try:
         yield receiver
     finally:
         server.shutdown()
         server.server_close()
+        receiver.closed = True
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with receiving() as running_receiver:
         yield running_receiver
+
+
+# ---- every delivery as openapi.yaml's `webhooks` document it ------------------------------
+
+_receivers: list[Receiver] = []  # receivers opened and not yet checked since they closed
+
+
+@functools.cache
+def _document() -> OpenAPI:
+    return OpenAPI.from_file_path(str(DOCUMENT))
+
+
+@dataclass
+class _WebhookRequest:
+    """A delivery as openapi-core reads a webhook's request (its WebhookRequest protocol)."""
+
+    name: str  # the webhook: the event's type
+    body: bytes
+    content_type: str
+    parameters: RequestParameters
+    method: str = "post"
+
+
+def undocumented(delivery: Delivery) -> list[str]:
+    """What openapi.yaml finds wrong with a delivery (nothing: it is as documented): its body
+    against the request body schema of ``webhooks.<its type>.post``, its headers against that
+    operation's header parameters, validated by openapi-core."""
+    request = _WebhookRequest(
+        name=str(delivery.event.get("type")),
+        body=delivery.body,
+        content_type=delivery.headers.get("content-type", ""),
+        parameters=RequestParameters(header=Headers(delivery.headers)),
+    )
+    errors = _document().iter_webhook_request_errors(request)
+    return [f"{error!r}: {error.__cause__!r}" for error in errors]
+
+
+@pytest.fixture(autouse=True)
+def _deliveries_are_as_documented() -> Iterator[None]:
+    """After each test, every delivery its receivers got (those of wider fixtures too) is
+    checked against openapi.yaml's ``webhooks``."""
+    yield
+    problems = []
+    for receiver in list(_receivers):
+        with receiver.arrived:
+            fresh = receiver.deliveries[receiver.checked :]
+            receiver.checked = len(receiver.deliveries)
+        for delivery in fresh:
+            if found := undocumented(delivery):
+                problems.append((delivery.body[:200], found))
+        if receiver.closed:
+            _receivers.remove(receiver)
+    assert problems == [], "deliveries that openapi.yaml's webhooks do not describe"
 
 
 def add_endpoint(

@@ -4,6 +4,7 @@ Standard Webhooks does, to receivers the tests run on loopback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from collections import Counter
@@ -15,10 +16,12 @@ import pytest
 import requests
 from eventing import EventStack, Receiver, add_endpoint, basic, listed_events, receiving
 from google.cloud import firestore
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import SEED_BODY, SMS_PATH, Tenant
+from sms.clock import utc_now
 from sms.devtools.seed import DEMO_AGENT
+from sms.events import signing
 
 _numbers = iter(range(10_000))
 
@@ -79,7 +82,9 @@ def test_a_failing_endpoint_is_retried_alone_and_a_healthy_one_gets_each_event_o
         add_endpoint(db, tenant.id, failing.url)
         assert post(event_stack, tenant).status_code == 200
 
-        attempts = failing.wait_for(6, seconds=30)  # 2 events: 2 failures, then success each
+        failing.wait_for(4, seconds=30)  # 2 events: 2 failures, then success each
+        receiver.wait_for(3, seconds=3)  # time enough for an attempt too many, to either
+        attempts = list(failing.deliveries)
     healthy = receiver.wait_for(2)
 
     assert sorted(d.webhook_id for d in healthy) == sorted({d.webhook_id for d in healthy})
@@ -88,8 +93,56 @@ def test_a_failing_endpoint_is_retried_alone_and_a_healthy_one_gets_each_event_o
     per_event = Counter(d.webhook_id for d in attempts)
     assert set(per_event) == {d.webhook_id for d in healthy}
     assert sum(per_event.values()) == 4  # two failed attempts in all, then one success each
-    receiver.wait_for(3, seconds=3)
     assert len(receiver.deliveries) == 2  # the retries never reached the healthy one again
+
+
+def test_every_unexpired_secret_signs_each_delivery_and_an_expired_one_no_longer_does(
+    event_stack: EventStack,
+    make_tenant: Callable[..., Tenant],
+    db: firestore.Client,
+    receiver: Receiver,
+) -> None:
+    tenant = make_tenant(agents={1: dict(DEMO_AGENT)})
+    new, old = signing.new_secret(), signing.new_secret()
+    endpoint_id, _ = add_endpoint(db, tenant.id, receiver.url)
+    endpoint = db.document(f"tenants/{tenant.id}/webhook_endpoints/{endpoint_id}")
+
+    def secrets(old_expires_at: dt.datetime) -> None:
+        """The endpoint as `webhooks rotate-secret` leaves it: the new secret, and the old
+        one until it expires."""
+        endpoint.update(
+            {
+                "secrets": [
+                    {"secret": new, "expires_at": None},
+                    {"secret": old, "expires_at": old_expires_at},
+                ]
+            }
+        )
+
+    secrets(utc_now() + dt.timedelta(hours=24))
+    answer = post(event_stack, tenant)
+    assert answer.status_code == 200
+    for delivery in receiver.wait_for(2):
+        assert len(delivery.headers["webhook-signature"].split(" ")) == 2
+        for secret in (new, old):  # a receiver that has either one verifies every delivery
+            assert Webhook(secret).verify(delivery.body, delivery.headers) == delivery.event
+
+    secrets(utc_now() - dt.timedelta(seconds=1))  # the old one's 24 hours are over
+    ended = requests.patch(
+        f"{event_stack.api}/apps/api/v1/chats/{answer.json()['id']}",
+        json={"status": "finished"},
+        headers=tenant.headers,
+        timeout=30,
+    )
+    assert ended.status_code == 200
+    [delivery] = receiver.wait_for(3)[2:]
+    assert delivery.event["type"] == "chat.ended"
+    sent_at = dt.datetime.fromtimestamp(int(delivery.headers["webhook-timestamp"]), dt.timezone.utc)
+    signed_by_new = Webhook(new).sign(delivery.webhook_id, sent_at, delivery.body)
+    assert delivery.headers["webhook-signature"] == signed_by_new  # that entry, and no other
+    assert Webhook(new).verify(delivery.body, delivery.headers) == delivery.event
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(delivery.body, delivery.headers)
 
 
 def test_410_disables_the_endpoint(

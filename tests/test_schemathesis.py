@@ -107,7 +107,7 @@ def test_schemathesis_finds_no_failure_with_every_check(
     assert result.returncode == 0, f"{' '.join(command)}\n\n{report}"
     # The run tested what it should: every operation, in every phase, and not only refusals:
     # its requests opened sessions, whose documents it then read, paged and ended.
-    assert "6 selected / 6 total" in report, report
+    assert "8 selected / 8 total" in report, report
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in report, report
     chats = db.collection("tenants").document(tenant.id).collection("chats")

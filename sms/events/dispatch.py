@@ -29,12 +29,19 @@ from typing import Protocol
 from sms import deadline, errors, logs
 from sms.clock import Clock
 from sms.events import model, signing
-from sms.events.egress import Attempt, Egress
+from sms.events.egress import TIMEOUT_SECONDS, Attempt, Egress
 from sms.events.model import Endpoint, HookState, StoredEvent
 
-# An attempt claimed by a dispatcher is its own until this long after the claim: longer than
-# an attempt can take, so that a dispatcher that died leaves the attempt to the next one.
-CLAIM_SECONDS = 45.0
+# An attempt takes at most ATTEMPT_SECONDS (the egress's bound), and recording its outcome
+# at most RECORD_SECONDS more. A round starts no attempt it could not finish and record
+# before its deadline: what is left waits for the next round.
+ATTEMPT_SECONDS = TIMEOUT_SECONDS
+RECORD_SECONDS = 5.0
+# An attempt claimed by a dispatcher is its own until this long after the claim, so that a
+# dispatcher that died leaves it to the next one soon after. That is for an endpoint's first
+# attempt of a round; each one queued behind it for the same endpoint is claimed
+# ATTEMPT_SECONDS longer than the one before (never past the round's deadline).
+CLAIM_SECONDS = ATTEMPT_SECONDS + RECORD_SECONDS
 PARALLEL_ATTEMPTS = 8
 
 
@@ -89,7 +96,7 @@ class Dispatcher:
             stored = budget.retry(lambda: self._store.read_events(tenant_id, list(event_ids)))
             endpoints = budget.retry(lambda: self._store.webhook_endpoints(tenant_id))
             now = self._clock()
-            plan = _plan(stored, endpoints, now)
+            plan = _plan(stored, endpoints, now, self._deadline_seconds)
             if not plan.claims:
                 break
             try:
@@ -103,7 +110,9 @@ class Dispatcher:
             for endpoint_id in endpoint_ids:
                 queues.setdefault(endpoint_id, []).append(event)
         by_id = {endpoint.id: endpoint for endpoint in endpoints}
-        rounds = self._pool.map(lambda job: self._in_order(by_id[job[0]], job[1]), queues.items())
+        rounds = self._pool.map(
+            lambda job: self._in_order(by_id[job[0]], job[1], budget), queues.items()
+        )
         results = [result for endpoint_results in rounds for result in endpoint_results]
         outcomes = plan.given_up + [(e.id, endpoint_id, s) for e, endpoint_id, s in results]
         disable = sorted({endpoint_id for _, endpoint_id, s in results if s.gone})
@@ -121,15 +130,16 @@ class Dispatcher:
         return summary
 
     def _in_order(
-        self, endpoint: Endpoint, queued: list[StoredEvent]
+        self, endpoint: Endpoint, queued: list[StoredEvent], budget: deadline.Deadline
     ) -> list[tuple[StoredEvent, str, HookState]]:
-        """Post an endpoint its events in order, until one fails: the rest wait for the next
-        round (an endpoint hears of a session's changes in the order they were made)."""
+        """Post an endpoint its events in order, until one fails or the round has no time
+        left for another attempt: the rest wait for the next round (an endpoint hears of a
+        session's changes in the order they were made)."""
         results = []
         failed = False
         for event in queued:
             before = event.deliveries.get(endpoint.id, HookState())
-            if failed:
+            if failed or budget.remaining() < ATTEMPT_SECONDS + RECORD_SECONDS:
                 results.append(
                     (event, endpoint.id, dataclasses.replace(before, claimed_until=None))
                 )
@@ -166,6 +176,7 @@ class Dispatcher:
             last_attempt_at=at,
             last_status=result.status,
             last_error=result.error,
+            replayed_at=before.replayed_at,
         )
 
 
@@ -177,12 +188,15 @@ class _Plan:
     busy: int
 
 
-def _plan(stored: list[StoredEvent], endpoints: list[Endpoint], now: dt.datetime) -> _Plan:
-    """Which endpoints to attempt for each event now, and which to give up or leave be."""
-    until = now + dt.timedelta(seconds=CLAIM_SECONDS)
+def _plan(
+    stored: list[StoredEvent], endpoints: list[Endpoint], now: dt.datetime, deadline_seconds: float
+) -> _Plan:
+    """Which endpoints to attempt for each event now, and which to give up or leave be; each
+    attempt claimed for as long as it can take behind those queued before it."""
+    queued: dict[str, int] = {}  # endpoint id: attempts planned so far
     plan = _Plan([], [], [], 0)
     for event in stored:
-        chosen: list[str] = []
+        chosen: dict[str, dt.datetime] = {}
         for endpoint in endpoints:
             if not endpoint.takes(event.type):
                 continue
@@ -192,13 +206,17 @@ def _plan(stored: list[StoredEvent], endpoints: list[Endpoint], now: dt.datetime
             if state is not None and state.claimed_until is not None and state.claimed_until > now:
                 plan.busy += 1
                 continue
-            if now - event.at > model.RETRIED:
+            retried_from = (state.replayed_at if state is not None else None) or event.at
+            if now - retried_from > model.RETRIED:
                 gave_up = dataclasses.replace(state or HookState(), state=model.GIVEN_UP)
                 plan.given_up.append((event.id, endpoint.id, gave_up))
                 continue
-            chosen.append(endpoint.id)
+            ahead = queued.get(endpoint.id, 0)
+            queued[endpoint.id] = ahead + 1
+            lasts = min(CLAIM_SECONDS + ahead * ATTEMPT_SECONDS, deadline_seconds + RECORD_SECONDS)
+            chosen[endpoint.id] = now + dt.timedelta(seconds=lasts)
         if chosen or not event.dispatched:
-            plan.claims.append((event, dict.fromkeys(chosen, until)))
+            plan.claims.append((event, chosen))
         if chosen:
-            plan.attempts.append((event, chosen))
+            plan.attempts.append((event, list(chosen)))
     return plan

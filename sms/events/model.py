@@ -145,6 +145,8 @@ class HookState:
     last_attempt_at: dt.datetime | None = None
     last_status: int | None = None
     last_error: str | None = None
+    # An operator replayed the event to this endpoint then: retried for RETRIED from then on.
+    replayed_at: dt.datetime | None = None
 
     @property
     def gone(self) -> bool:

@@ -42,17 +42,7 @@ class EventLog:
 
     def write(self, writes: Any, event: Event) -> None:
         """Into a transaction or batch: the event, as the commit of its change records it."""
-        writes.create(
-            self._ref(event.tenant, event.id),
-            {
-                "type": event.type,
-                "timestamp": event.at,
-                "body": model.body(event),
-                "dispatched": False,
-                "deliveries": {},
-                "expires_at": event.at + model.KEPT,
-            },
-        )
+        writes.create(self._ref(event.tenant, event.id), event_document(event))
 
     # -- reading
 
@@ -85,23 +75,51 @@ class EventLog:
         until: dt.datetime | None,
         kind: str | None,
         at_most: int,
+        *,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> list[StoredEvent]:
-        """The tenant's events from ``since`` up to ``until`` (both included), oldest first."""
-        query = self._events(tenant_id)
+        """The tenant's events from ``since`` up to ``until`` (both included), oldest first,
+        from just after ``after`` (the time and id of the last one of the previous batch)."""
+        events = self._events(tenant_id)
+        query = events
         if kind is not None:
             query = query.where(filter=FieldFilter("type", "==", kind))
         if since is not None:
             query = query.where(filter=FieldFilter("timestamp", ">=", since))
         if until is not None:
             query = query.where(filter=FieldFilter("timestamp", "<=", until))
-        query = query.order_by("timestamp").order_by("__name__").limit(at_most)
-        return [_stored(tenant_id, snap) for snap in self._db.stream(query)]
+        query = query.order_by("timestamp").order_by("__name__")
+        if after is not None:
+            at, event_id = after
+            query = query.start_after({"timestamp": at, "__name__": events.document(event_id)})
+        return [_stored(tenant_id, snap) for snap in self._db.stream(query.limit(at_most))]
 
     def read(self, tenant_id: str, event_ids: list[str]) -> list[StoredEvent]:
         """The events named (those that exist), in the order named."""
         refs = [self._ref(tenant_id, event_id) for event_id in event_ids]
         snaps = self._db.get_all(refs)
         return [_stored(tenant_id, snaps[ref.path]) for ref in refs if snaps[ref.path].exists]
+
+    def attempts(self, tenant_id: str, event_id: str) -> list[tuple[str, HookState]]:
+        """The recorded attempts of one event, by endpoint then attempt: (endpoint id, the
+        delivery as that attempt left it)."""
+        query = (
+            self._db.tenant(tenant_id)
+            .collection("webhook_attempts")
+            .where(filter=FieldFilter("event_id", "==", event_id))
+        )
+        found = []
+        for snap in self._db.stream(query):
+            data = snap.to_dict() or {}
+            state = HookState(
+                state=data.get("outcome") or model.FAILING,
+                attempts=int(data.get("attempt") or 0),
+                last_attempt_at=data.get("at"),
+                last_status=data.get("status"),
+                last_error=data.get("error"),
+            )
+            found.append((str(data.get("endpoint_id")), state))
+        return sorted(found, key=lambda found: (found[0], found[1].attempts))
 
     def endpoints(self, tenant_id: str) -> list[Endpoint]:
         collection = self._db.tenant(tenant_id).collection("webhook_endpoints")
@@ -167,10 +185,40 @@ class EventLog:
 
         self._db.batch(write)
 
+    def replay(self, tenant_id: str, resets: list[tuple[str, list[str]]], at: dt.datetime) -> None:
+        """Deliver events again (an operator's replay), in one write: for each (event,
+        endpoints), those endpoints' deliveries are to be attempted again, retried for
+        another ``model.RETRIED`` from ``at`` (the attempts so far stay counted and
+        recorded), and the event is to be announced again (the sweeper announces it if the
+        caller's announcement does not get through). LostRace if an event is gone."""
+
+        def write(batch: firestore.WriteBatch) -> None:
+            for event_id, endpoint_ids in resets:
+                fields: dict[Any, Any] = {"dispatched": False}
+                for endpoint_id in endpoint_ids:
+                    fields[self._field(endpoint_id, "state")] = model.FAILING
+                    fields[self._field(endpoint_id, "claimed_until")] = None
+                    fields[self._field(endpoint_id, "replayed_at")] = at
+                batch.update(self._ref(tenant_id, event_id), fields)
+
+        self._db.batch(write)
+
     def _field(self, endpoint_id: str, name: str | None = None) -> str:
         parts = ["deliveries", endpoint_id, *([name] if name else [])]
         path: str = FieldPath(*parts).to_api_repr()
         return path
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    """The document of an event, as the commit of its change creates it."""
+    return {
+        "type": event.type,
+        "timestamp": event.at,
+        "body": model.body(event),
+        "dispatched": False,
+        "deliveries": {},
+        "expires_at": event.at + model.KEPT,
+    }
 
 
 def _stored(tenant_id: str, snap: Any) -> StoredEvent:
@@ -200,6 +248,7 @@ def _state(data: dict[str, Any]) -> HookState:
         last_attempt_at=data.get("last_attempt_at"),
         last_status=data.get("last_status"),
         last_error=data.get("last_error"),
+        replayed_at=data.get("replayed_at"),
     )
 
 
@@ -211,6 +260,7 @@ def _state_doc(state: HookState) -> dict[str, Any]:
         "last_attempt_at": state.last_attempt_at,
         "last_status": state.last_status,
         "last_error": state.last_error,
+        "replayed_at": state.replayed_at,
     }
 
 
