@@ -1,4 +1,5 @@
-"""The operators' command line: tenants, outbound numbers, agents and API credentials.
+"""The operators' command line: tenants, outbound numbers, agents, API credentials, webhook
+endpoints, opt-outs, chats, events and the sweep.
 
 python -m sms.admin --help
 """

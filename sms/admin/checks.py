@@ -21,6 +21,15 @@ class Invalid(Exception):
     """An input the command refuses; nothing has been written."""
 
 
+class Answered(Exception):
+    """The function's own refusal, with its API's message; nothing has been written.
+    ``state``: the store is not as the command needs (else the input is bad)."""
+
+    def __init__(self, message: str, *, state: bool) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 def subdomain(value: str) -> str:
     if not SUBDOMAIN.fullmatch(value):
         raise Invalid(f"{value!r} is not a subdomain (letters, digits, '-' and '_', 1 to 63)")

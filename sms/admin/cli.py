@@ -9,8 +9,14 @@ each step), then says where it tried and how to fix that.
 
 Each GROUP of commands is a module of this package (tenants.py, numbers.py...) with
 ``add_commands(groups)``, built with sms/admin/commands.py; ``sms/admin/store.py`` is the
-only module that calls Firestore. A new group is one such module, plus its ``add_commands``
-in GROUPS below (the order of GROUPS is the order of ``--help``).
+only module that calls Firestore itself. The commands that act as the function does (sweep,
+chats, events, the events of opt-outs) go through the function's own use cases, repository
+and transport, from ``sms/admin/service.py``. A new group is one such module, plus its
+``add_commands`` in GROUPS below (the order of GROUPS is the order of ``--help``).
+
+Exit status: 0 done; 2 bad input (nothing written); 1 the store is not as the command needs
+(missing, exists, unreachable: nothing written), or the command did part of its work and says
+what is left (a JSON report with "conflicts" or "unfinished", and a line on stderr).
 """
 
 from __future__ import annotations
@@ -28,10 +34,20 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 
 from sms import deadline
-from sms.admin import agents, credentials, numbers, opt_outs, sweep, tenants
-from sms.admin.checks import Invalid
+from sms.admin import (
+    agents,
+    chats,
+    credentials,
+    events,
+    numbers,
+    opt_outs,
+    sweep,
+    tenants,
+    webhooks,
+)
+from sms.admin.checks import Answered, Invalid
 from sms.admin.commands import Actions
-from sms.admin.store import COMMAND_SECONDS, ConfigStore, Exists, Missing, Unreachable
+from sms.admin.store import COMMAND_SECONDS, ConfigStore, Exists, Missing, Unfit, Unreachable
 
 EXIT_INVALID = 2  # bad input (argparse uses 2 as well)
 EXIT_STATE = 1  # the store is not as the command needs (missing, exists, unreachable)
@@ -41,7 +57,10 @@ GROUPS: tuple[Callable[[Actions], None], ...] = (
     numbers.add_commands,
     agents.add_commands,
     credentials.add_commands,
+    webhooks.add_commands,
     opt_outs.add_commands,
+    chats.add_commands,
+    events.add_commands,
     sweep.add_commands,
 )
 
@@ -99,9 +118,12 @@ def main(argv: Sequence[str] | None = None, client: firestore.Client | None = No
     except Invalid as exc:
         print(f"error: {exc}; nothing was written", file=sys.stderr)
         return EXIT_INVALID
-    except (Missing, Exists) as exc:
+    except (Missing, Exists, Unfit) as exc:
         print(f"error: {exc}; nothing was written", file=sys.stderr)
         return EXIT_STATE
+    except Answered as exc:  # the function's own refusal, in its API's words
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE if exc.state else EXIT_INVALID
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STATE
@@ -111,6 +133,11 @@ def main(argv: Sequence[str] | None = None, client: firestore.Client | None = No
     print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
     if isinstance(result, dict) and "token" in result:
         print("The token is shown only this once: store it now.", file=sys.stderr)
+    if isinstance(result, dict) and "secret" in result:
+        print("The secret is shown only this once: store it now.", file=sys.stderr)
+    if isinstance(result, dict) and result.get("unfinished"):
+        print(f"error: {result['unfinished']}", file=sys.stderr)
+        return EXIT_STATE
     if isinstance(result, dict) and result.get("conflicts"):
         print("error: numbers held by another tenant were left as they are", file=sys.stderr)
         return EXIT_STATE

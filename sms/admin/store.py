@@ -3,7 +3,8 @@
 The function only reads these documents (sms/repository/); operators write them, here or
 in the console. Each write is one call with a precondition where the command promises one
 (create: must not exist; update and remove: must exist), so a command either does what it
-says or changes nothing.
+says or changes nothing. A change the function tells the tenant of (an opt-out) is committed
+with its event, written as the function writes its own (sms.repository.events, SPEC 10.7).
 
 Every call is one try (``retry=None``) with a ``timeout=`` of what remains of the command's
 time (``COMMAND_SECONDS``, held by ``sms.deadline``): the library's defaults retry for
@@ -19,13 +20,15 @@ import contextlib
 import datetime as dt
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from sms import deadline, reach
+from sms.domain import Event
+from sms.repository.events import event_document
 
 # The time one command may wait on Firestore, all its calls together.
 COMMAND_SECONDS = 10.0
@@ -47,6 +50,10 @@ class Missing(Exception):
 
 class Exists(Exception):
     """The document the command would create exists already."""
+
+
+class Unfit(Exception):
+    """The document exists, but is not as the command needs it (a disabled endpoint...)."""
 
 
 class HeldElsewhere(Exists):
@@ -161,6 +168,52 @@ class ConfigStore:
         with self._answered():
             ref.delete(**self._bounds())
 
+    def change(
+        self,
+        ref: firestore.DocumentReference,
+        decide: Callable[[dict[str, Any]], dict[str, Any]],
+        what: str,
+    ) -> dict[str, Any]:
+        """Update a document with the fields ``decide`` makes of what it holds, in one
+        transaction (Missing if it does not exist); those fields."""
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> dict[str, Any]:
+            snap = ref.get(transaction=transaction, **self._bounds())
+            if not snap.exists:
+                raise Missing(f"{what} does not exist")
+            fields = decide(snap.to_dict() or {})
+            transaction.update(ref, fields)
+            return fields
+
+        with self._answered():
+            changed: dict[str, Any] = write(self._transaction())
+        return changed
+
+    def write_with_event(
+        self,
+        ref: firestore.DocumentReference,
+        data: dict[str, Any] | None,
+        event: Event,
+        what: str,
+    ) -> None:
+        """In one commit: create ``ref`` with ``data`` (Exists if it exists), or delete it
+        (``data`` None; Missing if it does not exist), and record ``event`` as the function
+        records the events of its own changes (SPEC 10.7)."""
+        batch = self._db.batch()
+        if data is None:
+            batch.delete(ref, option=self._db.write_option(exists=True))
+        else:
+            batch.create(ref, data)
+        batch.create(self._child(event.tenant, "events", event.id), event_document(event))
+        try:
+            with self._answered():
+                batch.commit(**self._bounds())
+        except gexc.AlreadyExists as exc:
+            raise Exists(f"{what} exists already") from exc
+        except gexc.NotFound as exc:
+            raise Missing(f"{what} does not exist") from exc
+
     # -- numbers: the tenant's outbound_numbers entry and the index numbers/{E.164}, together
 
     def add_number(self, tenant_id: str, e164: str, data: dict[str, Any]) -> None:
@@ -239,6 +292,9 @@ class ConfigStore:
 
     def opt_out(self, tenant_id: str, e164: str) -> firestore.DocumentReference:
         return self._child(tenant_id, "opt_outs", e164)
+
+    def webhook_endpoint(self, tenant_id: str, endpoint_id: str) -> firestore.DocumentReference:
+        return self._child(tenant_id, "webhook_endpoints", endpoint_id)
 
     @property
     def client(self) -> firestore.Client:
