@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -39,10 +40,12 @@ from openapi_spec_validator import validate as validate_spec
 from twilio_standin import Hold, Refuse, TwilioStandIn, sign
 
 from conftest import CHAT_KEYS, PROJECT, ROOT, SEED_BODY, SMS_PATH, basic, twilio_env
-from sms import errors, idempotency
+from sms import chat_list, errors, idempotency, paging
 from sms.devtools.emulator import free_port
 from sms.devtools.seed import DEMO_AGENT
 from sms.devtools.server import serving
+from sms.events import signing
+from sms.events.model import TYPES as EVENT_TYPES
 
 DOCUMENT_PATH = ROOT / "openapi.yaml"
 EVENTS_PATH = "/apps/api/v1/events"
@@ -330,6 +333,7 @@ def test_it_documents_exactly_the_routes_of_the_function() -> None:
         (CHAT_TEMPLATE, "patch"),
         (TRANSCRIPT_TEMPLATE, "get"),
         (EVENTS_PATH, "get"),
+        (CHATS, "get"),
     }
 
 
@@ -407,7 +411,7 @@ def test_the_inbound_400_table_follows_the_order_the_function_checks() -> None:
     response = documented_response(INBOUND_PATH, "post", 400)
     rows = re.findall(r"^\| [^|]+ \| `(.+)` \|$", response["description"], flags=re.MULTILINE)
     order = [errors.MESSAGE_SID_REQUIRED, errors.FROM_REQUIRED, errors.TO_REQUIRED]
-    assert rows == [*order, errors.FROM_INVALID]
+    assert rows == [*order, errors.MESSAGE_SID_INVALID, errors.FROM_INVALID]
     assert message_enum(response) == rows  # the live order: test_each_inbound_400_conforms
 
 
@@ -551,6 +555,121 @@ def test_the_transcript_query_states_its_rules() -> None:
     assert path_parameters == [SPEC["components"]["parameters"]["ChatId"]]
 
 
+def test_the_chat_list_query_states_its_rules() -> None:
+    listing = operation(CHATS, "get")
+    parameters = {p["name"]: p for p in listing["parameters"]}
+    assert list(parameters) == ["status", "end_user_number", "limit", "page_token"]
+    for name, parameter in parameters.items():
+        assert (parameter["in"], parameter["required"]) == ("query", False), name
+    assert parameters["status"]["schema"]["enum"] == list(chat_list.STATUSES)
+    limit = parameters["limit"]["schema"]
+    assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
+        "integer",
+        1,
+        200,
+        chat_list.DEFAULT_PAGE,
+    )
+    assert "`status`, `end_user_number`, `limit`, `page_token`" in listing["description"]
+    page_schema = SPEC["components"]["schemas"]["ChatPage"]
+    assert (
+        page_schema["required"] == list(page_schema["properties"]) == ["chats", "next_page_token"]
+    )
+    assert page_schema["additionalProperties"] is False
+    assert page_schema["properties"]["chats"]["items"] == {"$ref": "#/components/schemas/Chat"}
+    examples = _examples(documented_response(CHATS, "get", 200)["content"]["application/json"])
+    queued = examples["queued"]["chats"]
+    assert [chat["status"] for chat in queued] == ["queued", "queued"]
+    assert [chat["created_at"] for chat in queued] == sorted(
+        (chat["created_at"] for chat in queued), reverse=True
+    )
+    first = examples["firstOfTwoPages"]
+    assert first["next_page_token"] is not None
+    assert paging.cursor(first["next_page_token"], chat_list.CHAT_ID)[1] == str(
+        first["chats"][-1]["id"]
+    )
+
+
+def test_the_chat_list_400_table_follows_the_order_the_function_checks() -> None:
+    response = documented_response(CHATS, "get", 400)
+    rows = re.findall(r"^\| [^|]+ \| `(.+)` \|$", response["description"], flags=re.MULTILINE)
+    assert rows == [
+        errors.STATUS_INVALID,
+        errors.END_USER_NUMBER_INVALID,
+        errors.LIMIT_INVALID,
+        errors.PAGE_TOKEN_INVALID,
+    ]
+    assert message_enum(response) == rows  # the live order: test_each_chat_list_400_conforms...
+
+
+def test_the_patch_400_table_follows_the_order_the_function_checks() -> None:
+    response = documented_response(CHAT_TEMPLATE, "patch", 400)
+    rows = re.findall(r"^\| [^|]+ \| `(.+)` \|$", response["description"], flags=re.MULTILINE)
+    assert rows == [
+        errors.STATUS_MUST_BE_FINISHED,
+        errors.AGENT_INVALID,
+        errors.AGENT_NOT_FOUND,
+        errors.CHAT_ALREADY_ENDED,
+        errors.CHAT_ALREADY_ASSIGNED,
+    ]
+    assert message_enum(response) == rows  # the live order: test_each_patch_400_conforms...
+
+
+def test_the_patch_body_ends_the_session_or_names_an_agent_never_both() -> None:
+    body = resolve(operation(CHAT_TEMPLATE, "patch")["requestBody"])
+    schema = body["content"]["application/json"]["schema"]
+    for accepted in (
+        {"status": "finished"},
+        {"status": "finished", "agentId": None, "note": 1},
+        {"agentId": 1},
+        {"agent_id": "0042"},
+        {"agent_email": "JOHN.DOE@foo.com"},
+        {"agentEmail": "john.doe@foo.com", "agent_id": 1, "note": 1},
+        {"agentId": 1, "status": None, "agent_email": None},
+    ):
+        assert schema_errors(schema, accepted) == [], accepted
+    for refused in (
+        {},
+        {"status": "open"},
+        {"status": "finished", "agentId": 1},
+        {"agentId": 1, "status": "open"},
+        {"agentId": None},
+        dict.fromkeys(("agent_id", "agentId", "agent_email", "agentEmail")),
+        {"agentId": "one"},
+        {"agentId": True},
+        {"agent_email": 5},
+        ["finished"],
+    ):
+        assert schema_errors(schema, refused) != [], refused
+    for example in _examples(body["content"]["application/json"]).values():
+        assert schema_errors(schema, example) == [], example
+
+
+def test_the_chat_schema_takes_an_assigned_session_and_its_wait() -> None:
+    chat_schema = {"$ref": "#/components/schemas/Chat"}
+    assigned = resolve(SPEC["components"]["examples"]["ChatAssigned"])["value"]
+    assert schema_errors(chat_schema, assigned) == []
+    assert (assigned["status"], assigned["queued_at"]) == ("assigned", assigned["created_at"])
+
+    def at(text: str) -> dt.datetime:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    waited = at(assigned["assigned_at"]) - at(assigned["queued_at"])
+    assert assigned["wait_duration"] == int(waited.total_seconds())
+    end_user, agent = assigned["participants"]
+    assert (agent["user_id"], agent["connected_at"]) == (1, assigned["assigned_at"])
+    queued = resolve(SPEC["components"]["examples"]["ChatQueued"])["value"]
+    assert end_user == queued["participants"][0]
+    for wrong in (
+        {"wait_duration": -1},
+        {"wait_duration": 1.5},
+        {"agent_info": None},
+        {"assigned_at": None},
+        {"participants": [end_user]},
+        {"ends_at": assigned["assigned_at"]},
+    ):
+        assert schema_errors(chat_schema, {**assigned, **wrong}) != [], wrong
+
+
 def test_the_chat_document_schema_lists_the_spec_keys_in_order() -> None:
     schema = SPEC["components"]["schemas"]["Chat"]
     assert list(schema["properties"]) == CHAT_KEYS
@@ -588,7 +707,11 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
     (SMS_PATH, "post", 429): {errors.TooManyRequests.message},
     (SMS_PATH, "post", 502): {errors.SMS_NOT_SENT},
     (SMS_PATH, "post", 503): {errors.ServiceUnavailable.message},
-    (STATUS_PATH, "post", 400): {errors.MESSAGE_SID_REQUIRED, errors.MESSAGE_STATUS_REQUIRED},
+    (STATUS_PATH, "post", 400): {
+        errors.MESSAGE_SID_REQUIRED,
+        errors.MESSAGE_STATUS_REQUIRED,
+        errors.MESSAGE_SID_INVALID,
+    },
     (STATUS_PATH, "post", 403): {errors.Forbidden.message},
     (STATUS_PATH, "post", 413): {errors.PayloadTooLarge.message},
     (STATUS_PATH, "post", 503): {errors.ServiceUnavailable.message},
@@ -596,18 +719,35 @@ ERROR_TEXTS: dict[tuple[str, str, int], set[str]] = {
         errors.MESSAGE_SID_REQUIRED,
         errors.FROM_REQUIRED,
         errors.TO_REQUIRED,
+        errors.MESSAGE_SID_INVALID,
         errors.FROM_INVALID,
     },
     (INBOUND_PATH, "post", 403): {errors.Forbidden.message},
     (INBOUND_PATH, "post", 404): {errors.NotFound.message},
     (INBOUND_PATH, "post", 413): {errors.PayloadTooLarge.message},
     (INBOUND_PATH, "post", 503): {errors.ServiceUnavailable.message},
+    (CHATS, "get", 400): {
+        errors.STATUS_INVALID,
+        errors.END_USER_NUMBER_INVALID,
+        errors.LIMIT_INVALID,
+        errors.PAGE_TOKEN_INVALID,
+    },
+    (CHATS, "get", 401): {errors.Unauthorized.message},
+    (CHATS, "get", 413): {errors.PayloadTooLarge.message},
+    (CHATS, "get", 429): {errors.TooManyRequests.message},
+    (CHATS, "get", 503): {errors.ServiceUnavailable.message},
     (CHAT_TEMPLATE, "get", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "get", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "get", 413): {errors.PayloadTooLarge.message},
     (CHAT_TEMPLATE, "get", 429): {errors.TooManyRequests.message},
     (CHAT_TEMPLATE, "get", 503): {errors.ServiceUnavailable.message},
-    (CHAT_TEMPLATE, "patch", 400): {errors.CHAT_ALREADY_ENDED, errors.STATUS_MUST_BE_FINISHED},
+    (CHAT_TEMPLATE, "patch", 400): {
+        errors.STATUS_MUST_BE_FINISHED,
+        errors.AGENT_INVALID,
+        errors.AGENT_NOT_FOUND,
+        errors.CHAT_ALREADY_ENDED,
+        errors.CHAT_ALREADY_ASSIGNED,
+    },
     (CHAT_TEMPLATE, "patch", 401): {errors.Unauthorized.message},
     (CHAT_TEMPLATE, "patch", 404): {errors.NotFound.message},
     (CHAT_TEMPLATE, "patch", 413): {errors.PayloadTooLarge.message},
@@ -640,7 +780,7 @@ def test_each_error_answer_lists_exactly_its_texts() -> None:
         if not status.startswith("2")
     }
     assert documented == set(ERROR_TEXTS)
-    assert len(ERROR_TEXTS[SMS_PATH, "post", 400]) == 19
+    assert len(ERROR_TEXTS[SMS_PATH, "post", 400]) == 20
     for (path, method, status), texts in ERROR_TEXTS.items():
         listed = message_enum(documented_response(path, method, status))
         assert sorted(listed) == sorted(texts), (method, path, status)
@@ -652,13 +792,16 @@ def test_each_error_answer_lists_exactly_its_texts() -> None:
 
 def test_the_400_table_follows_the_order_of_precedence() -> None:
     """The texts of POST /apps/api/v1/sms's 400 come in the order sms/errors.py checks them,
-    in the table, in the schema's enum, and with the opted-out text right after row 13."""
+    in the table, in the schema's enum, with the opted-out text right after row 13 and the
+    quiet-hours text right after it."""
     described = documented_response(SMS_PATH, "post", 400)["description"]
     rows = re.findall(r"^\| [^|]+ \| .+ \| `(.+)` \|$", described, flags=re.MULTILINE)
     assert rows == [errors.IDEMPOTENCY_KEY_INVALID, *errors.PRECEDENCE]
     enum = message_enum(documented_response(SMS_PATH, "post", 400))
     assert enum == [errors.IDEMPOTENCY_KEY_INVALID, *errors.PRECEDENCE]
     assert enum.index(errors.OPTED_OUT) == enum.index(errors.MESSAGE_TOO_LONG) + 1
+    assert enum.index(errors.QUIET_HOURS) == enum.index(errors.OPTED_OUT) + 1
+    assert rows.index(errors.QUIET_HOURS) == rows.index(errors.OPTED_OUT) + 1
 
 
 def _raised_texts() -> set[str]:
@@ -714,7 +857,7 @@ def test_every_error_text_of_the_code_is_in_the_document_and_no_other() -> None:
     assert len(code) >= 37
     webhooks = {
         "MessageSid is required", "MessageStatus is required", "From is required",
-        "To is required", "From is invalid",
+        "To is required", "From is invalid", "MessageSid is invalid",
     }  # fmt: skip
     assert webhooks <= code
     yaml_text = DOCUMENT_PATH.read_text(encoding="utf-8")
@@ -722,6 +865,36 @@ def test_every_error_text_of_the_code_is_in_the_document_and_no_other() -> None:
     assert _document_texts() == code
     # ApiError's own text belongs to the 500 that SPEC section 1 rules out: never documented.
     assert errors.ApiError.message not in yaml_text
+
+
+def test_the_webhooks_are_the_event_types_each_with_its_data_and_standard_headers() -> None:
+    assert list(SPEC["webhooks"]) == list(EVENT_TYPES)
+    assert resolve({"$ref": "#/components/schemas/EventType"})["enum"] == list(EVENT_TYPES)
+    data = {"chat": "Chat", "message": "Message", "consumer": "ConsumerChange"}
+    for kind, webhook in SPEC["webhooks"].items():
+        post_op = webhook["post"]
+        assert post_op["security"] == [], kind  # signed, not HTTP Basic
+        headers = [resolve(parameter) for parameter in post_op["parameters"]]
+        assert [(h["name"], h["in"], h["required"]) for h in headers] == [
+            ("webhook-id", "header", True),
+            ("webhook-timestamp", "header", True),
+            ("webhook-signature", "header", True),
+        ]
+        [media_type] = post_op["requestBody"]["content"]
+        assert media_type == "application/json"
+        event, typed = post_op["requestBody"]["content"][media_type]["schema"]["allOf"]
+        assert event == {"$ref": "#/components/schemas/Event"}
+        assert typed["properties"]["type"] == {"const": kind}
+        schema = data[kind.split(".")[0]]
+        assert typed["properties"]["data"] == {"$ref": f"#/components/schemas/{schema}"}
+        assert list(post_op["responses"]) == ["2XX"]
+    # What the service sends fits the headers' schemas: one secret, or two while rotating.
+    webhook_id, body = "evt_" + "0" * 32, b"{}"
+    for secrets in ([signing.new_secret()], [signing.new_secret(), signing.new_secret()]):
+        sent = signing.headers(secrets, webhook_id, 1633368051, body)
+        for header in ("WebhookId", "WebhookTimestamp", "WebhookSignature"):
+            parameter = SPEC["components"]["parameters"][header]
+            assert schema_errors(parameter["schema"], sent[parameter["name"]]) == [], header
 
 
 def test_the_headers_of_the_contract_are_documented() -> None:
@@ -742,6 +915,7 @@ def test_the_headers_of_the_contract_are_documented() -> None:
     for path, method in (
         (SMS_PATH, "post"),
         (CHAT_TEMPLATE, "get"),
+        (CHATS, "get"),
         (STATUS_PATH, "post"),
         (INBOUND_PATH, "post"),
     ):
@@ -767,6 +941,7 @@ SIGNED_IN = {
     (CHAT_TEMPLATE, "patch"),
     (TRANSCRIPT_TEMPLATE, "get"),
     (EVENTS_PATH, "get"),
+    (CHATS, "get"),
 }
 
 
@@ -930,6 +1105,43 @@ def test_a_page_that_holds_the_last_message_names_no_next_page(
     only = page(transcript(chat_id, "limit=1"))
     assert [m["agent_id"] for m in only["messages"]] == [None]
     assert only["next_page_token"] is None
+
+
+def test_a_held_answer_its_transcript_and_a_quiet_hours_400_conform(
+    server: str, make_tenant: Callable[..., Any]
+) -> None:
+    # Quiet hours from an hour ago to two hours on, where the seed's consumer (+1 415) is.
+    here = dt.datetime.now(ZoneInfo("America/Los_Angeles"))
+    hours = {
+        "start": f"{here - dt.timedelta(hours=1):%H:%M}",
+        "end": f"{here + dt.timedelta(hours=2):%H:%M}",
+    }
+
+    def quiet(policy: str) -> Any:
+        settings = {**SMS_ON, "quiet_hours": {**hours, "policy": policy}}
+        return make_tenant(settings=settings, agents={1: dict(DEMO_AGENT)})
+
+    holding = quiet("hold")
+    held = call(server, "POST", SMS_PATH, {**SEED_BODY, "agentId": 1}, headers=holding.headers)
+    assert request_errors(held) == []
+    document = opened(held)
+    assert document["status"] == "assigned"
+    messages = f"{CHATS}/{document['id']}/messages"
+    [message] = page(call(server, "GET", messages, headers=holding.headers))["messages"]
+    assert (message["status"], statuses(message)) == ("scheduled", ["scheduled"])
+    assert (message["carrier_id"], message["error_code"]) == (None, None)
+    assert message["scheduled_for"] > message["created_at"]  # both UTC, as ISO 8601 sorts
+    ended = call(server, "PATCH", f"{CHATS}/{document['id']}", FINISH, headers=holding.headers)
+    assert opened(ended)["status"] == "finished"
+    [cancelled] = page(call(server, "GET", messages, headers=holding.headers))["messages"]
+    assert (cancelled["status"], cancelled["error_code"]) == ("failed", None)
+    assert statuses(cancelled) == ["scheduled", "failed"]
+    assert cancelled["scheduled_for"] == message["scheduled_for"]
+
+    refused = call(server, "POST", SMS_PATH, SEED_BODY, headers=quiet("refuse").headers)
+    assert error_of(refused) == (400, {"message": errors.QUIET_HOURS})
+    assert request_errors(refused) == []  # the document cannot tell from the request alone
+    assert_conforms(refused)
 
 
 # ---- live answers: 400 ------------------------------------------------------------------
@@ -1099,7 +1311,7 @@ def test_each_transcript_400_conforms_before_the_chat_is_looked_up(
     ],
     ids=["none", "bearer", "malformed", "wrong_token", "unknown_tenant"],
 )
-@pytest.mark.parametrize("route", ["post", "get", "patch", "transcript"])
+@pytest.mark.parametrize("route", ["post", "get", "patch", "transcript", "events"])
 def test_401_conforms_on_every_route(
     server: str, post: Callable[..., requests.Response], tenant: Any, credentials: Any, route: str
 ) -> None:
@@ -1113,6 +1325,7 @@ def test_401_conforms_on_every_route(
         "get": ("GET", f"{CHATS}/{chat_id}", None),
         "patch": ("PATCH", f"{CHATS}/{chat_id}", FINISH),
         "transcript": ("GET", f"{CHATS}/{chat_id}/messages?limit=0", None),  # 401 comes first
+        "events": ("GET", f"{EVENTS_PATH}?limit=0", None),  # the same
     }[route]
     response = call(server, method, path, body, headers=credentials)
     assert error_of(response) == (401, {"message": "Unauthorized"})
@@ -1120,8 +1333,8 @@ def test_401_conforms_on_every_route(
     assert_conforms(response)
     # The document requires HTTP Basic: a request without it breaks the document too.
     without_basic = not response.request.headers.get("Authorization", "").startswith("Basic ")
-    # (The transcript's limit=0 breaks it as well: the 401 still comes first.)
-    assert bool(request_errors(response)) is (without_basic or route == "transcript")
+    # (The lists' limit=0 breaks it as well: the 401 still comes first.)
+    assert bool(request_errors(response)) is (without_basic or route in {"transcript", "events"})
 
 
 def test_404_of_an_unknown_or_foreign_chat_conforms(
@@ -1152,7 +1365,8 @@ def test_404_of_an_unknown_or_foreign_chat_conforms(
         ("GET", "/"),
         ("POST", "/apps/api/v1/sms/status/x"),
         ("POST", "/apps/api/v1/sms/inbound/x"),
-        ("GET", "/apps/api/v1/chats"),
+        ("GET", "/apps/api/v1/chat"),
+        ("GET", "/apps/api/v1/chats/messages"),
         ("GET", "/apps/api/v1/chats/1/messages/x"),
         ("GET", "/apps/api/v1/chats/0/messages"),
         ("GET", "/apps/api/v1/chats/abc"),
@@ -1178,6 +1392,9 @@ def test_404_of_an_undocumented_path_conforms(
         ("PUT", f"{CHATS}/1", CHAT_TEMPLATE),
         ("DELETE", f"{CHATS}/1", CHAT_TEMPLATE),
         ("OPTIONS", f"{CHATS}/1", CHAT_TEMPLATE),
+        ("POST", CHATS, CHATS),
+        ("PATCH", CHATS + "/", CHATS),
+        ("DELETE", CHATS, CHATS),
         ("POST", f"{CHATS}/1/messages", TRANSCRIPT_TEMPLATE),
         ("PATCH", f"{CHATS}/1/messages/", TRANSCRIPT_TEMPLATE),
         ("DELETE", f"{CHATS}/1/messages", TRANSCRIPT_TEMPLATE),
@@ -1223,6 +1440,7 @@ def test_409_conforms(
 
 def test_413_conforms(
     server: str,
+    tenant: Any,
     post: Callable[..., requests.Response],
     chat: Callable[..., requests.Response],
     transcript: Callable[..., requests.Response],
@@ -1243,6 +1461,7 @@ def test_413_conforms(
         chat("PATCH", 1, data=data),
         chat("GET", 1, data=data),
         transcript(1, data=data),
+        call(server, "GET", EVENTS_PATH, data=data, headers=tenant.headers),
         webhook,
         inbound,
     )
@@ -1346,6 +1565,17 @@ LIMITED = {
     "transcript": Limited("GET", TRANSCRIPT_TEMPLATE, None, None, False, (200, None)),
     "transcript_bad_limit": Limited(
         "GET", TRANSCRIPT_TEMPLATE + "?limit=0", None, None, True, (400, errors.LIMIT_INVALID)
+    ),
+    "events": Limited("GET", EVENTS_PATH, None, None, False, (200, None)),
+    "events_bad_type": Limited(
+        "GET", EVENTS_PATH + "?type=chat.opened", None, None, True, (400, errors.TYPE_INVALID)
+    ),
+    "list": Limited("GET", CHATS, None, None, False, (200, None)),
+    "list_bad_status": Limited(
+        "GET", CHATS + "?status=open", None, None, True, (400, errors.STATUS_INVALID)
+    ),
+    "patch_assign": Limited(  # the limited tenant has no agents
+        "PATCH", CHAT_TEMPLATE, {"agentId": 1}, None, False, (400, errors.AGENT_NOT_FOUND)
     ),
 }
 
@@ -1628,8 +1858,25 @@ def test_a_callback_that_changes_nothing_answers_204_too(
         ({"MessageSid": "SM" + "f" * 32}, "MessageStatus is required", True),
         ({"MessageSid": "SM" + "f" * 32, "MessageStatus": ""}, "MessageStatus is required", True),
         ({"AccountSid": "AC" + "0" * 32}, "MessageSid is required", True),
+        # Not Twilio's form: the document's schema takes any text, the function does not.
+        ({"MessageSid": "a/b/c", "MessageStatus": "delivered"}, "MessageSid is invalid", False),
+        ({"MessageSid": "__x__", "MessageStatus": "delivered"}, "MessageSid is invalid", False),
+        ({"MessageSid": "SM" + "f" * 31, "MessageStatus": "sent"}, "MessageSid is invalid", False),
+        ({"MessageSid": "sm" + "f" * 32, "MessageStatus": "sent"}, "MessageSid is invalid", False),
+        ({"MessageSid": "a/b/c"}, "MessageStatus is required", True),  # required first
     ],
-    ids=["no_sid", "blank_sid", "no_status", "empty_status", "neither"],
+    ids=[
+        "no_sid",
+        "blank_sid",
+        "no_status",
+        "empty_status",
+        "neither",
+        "nested_sid",
+        "reserved_sid",
+        "short_sid",
+        "lower_case_sid",
+        "invalid_sid_no_status",
+    ],
 )
 def test_each_webhook_400_conforms(
     twilio_server: str,
@@ -1902,6 +2149,15 @@ BAD_REPLIES = {
     "no_from_nor_to": BadReply({"From": None, "To": None}, "From is required", True),
     "no_to": BadReply({"To": None}, "To is required", True),
     "blank_to": BadReply({"To": " "}, "To is required", True),
+    # A MessageSid not of Twilio's form (the document's schema takes any text): after the
+    # required fields, before the numbers are judged.
+    "nested_sid": BadReply({"MessageSid": "SM/x"}, "MessageSid is invalid", False),
+    "dot_sid": BadReply({"MessageSid": ".."}, "MessageSid is invalid", False),
+    "long_sid": BadReply({"MessageSid": "SM" + "a" * 1600}, "MessageSid is invalid", False),
+    "invalid_sid_no_to": BadReply({"MessageSid": "..", "To": None}, "To is required", True),
+    "invalid_sid_and_from": BadReply(
+        {"MessageSid": "__x__", "From": "12345"}, "MessageSid is invalid", False
+    ),
     "from_invalid": BadReply({"From": "12345"}, "From is invalid", False),
     "from_words": BadReply({"From": "not a number"}, "From is invalid", False),
     # From is judged before the tenant is looked up: no 404 for this unowned To.
@@ -1995,6 +2251,333 @@ def test_the_inbound_webhook_of_a_function_not_set_up_for_twilio_answers_403(
     assert list(db.collection(f"tenants/{owner.id}/chats").stream()) == []
 
 
+# ---- live answers: the events list ------------------------------------------------------
+
+
+def events_of(base: str, tenant: Any, query: str = "") -> dict[str, Any]:
+    """A page of GET /apps/api/v1/events that conforms, each event's keys in their order."""
+    path = EVENTS_PATH + (f"?{query}" if query else "")
+    response = call(base, "GET", path, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    assert request_errors(response) == []
+    assert_conforms(response)
+    body = response.json()
+    assert list(body) == ["events", "next_page_token"]
+    for event in body["events"]:
+        assert list(event) == ["id", "type", "timestamp", "tenant", "data"]
+    return body
+
+
+def test_the_events_list_conforms_with_events_of_every_kind_paged_and_filtered(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any
+) -> None:
+    assert events_of(twilio_server, owner) == {"events": [], "next_page_token": None}
+    number = number_of(owner)
+    texter, sent, undelivered, refused = (fresh("415") for _ in range(4))
+    for text in ("STOP", "START"):  # a session opened by a reply; opted out, and back in
+        form = reply_form(twilio, number, texter, text)
+        assert_conforms_twiml(post_reply(twilio_server, twilio, form))
+    for to, status in ((sent, "delivered"), (undelivered, "undelivered")):
+        request = {"end_user_number": to, "outbound_number": number, "agentId": 1}
+        chat_id = opened(twilio_post(twilio_server, owner, **request))["id"]
+        [sms] = twilio.sent_to(to)
+        assert twilio.status_callback(sms["sid"], status, error_code=30003).status_code == 204
+    opened(call(twilio_server, "PATCH", f"{CHATS}/{chat_id}", FINISH, headers=owner.headers))
+    twilio.script(Refuse(21211))
+    request = {"end_user_number": refused, "outbound_number": number}
+    assert twilio_post(twilio_server, owner, **request).status_code == 502
+
+    everything = events_of(twilio_server, owner)
+    assert everything["next_page_token"] is None
+    events = everything["events"]
+    assert {event["type"] for event in events} == set(SPEC["webhooks"]) - {"chat.assigned"}
+    pages, query = [], "limit=4"
+    while True:
+        page_of = events_of(twilio_server, owner, query)
+        pages.append(page_of["events"])
+        if page_of["next_page_token"] is None:
+            break
+        query = f"limit=4&page_token={page_of['next_page_token']}"
+    assert [event for one in pages for event in one] == events
+    assert [len(one) for one in pages[:-1]] == [4] * (len(pages) - 1)
+    for kind in {event["type"] for event in events}:
+        of_kind = events_of(twilio_server, owner, f"type={kind}")["events"]
+        assert of_kind == [event for event in events if event["type"] == kind]
+    since = events[5]["timestamp"]
+    later = events_of(twilio_server, owner, f"since={since.replace(':', '%3A')}")["events"]
+    assert later == [event for event in events if event["timestamp"] >= since]
+
+
+EVENT_QUERIES = [
+    BadQuery("since=yesterday", errors.SINCE_INVALID, True),
+    BadQuery("since=2021-10-04T17:20:51.000", errors.SINCE_INVALID, True),  # no Z
+    BadQuery("since=2021-13-45T17:20:51Z", errors.SINCE_INVALID, False),  # no such day
+    BadQuery("type=chat.opened", errors.TYPE_INVALID, True),
+    BadQuery("limit=0", errors.LIMIT_INVALID, True),
+    BadQuery("limit=201", errors.LIMIT_INVALID, True),
+    BadQuery("page_token=bad", errors.PAGE_TOKEN_INVALID, False),
+    BadQuery("since=yesterday&type=x&limit=0&page_token=bad", errors.SINCE_INVALID, True),
+    BadQuery("type=x&limit=0&page_token=bad", errors.TYPE_INVALID, True),
+    BadQuery("limit=0&page_token=bad", errors.LIMIT_INVALID, True),
+]
+
+
+@pytest.mark.parametrize("case", EVENT_QUERIES, ids=[case.query for case in EVENT_QUERIES])
+def test_each_events_list_400_conforms_in_the_documented_order(
+    server: str, tenant: Any, case: BadQuery
+) -> None:
+    response = call(server, "GET", f"{EVENTS_PATH}?{case.query}", headers=tenant.headers)
+    assert error_of(response) == (400, {"message": case.text})
+    assert_conforms(response)
+    assert bool(request_errors(response)) is case.schema_refuses, request_errors(response)
+
+
+# ---- live answers: the chats list, and assigning a session -----------------------------
+
+
+def chats_of(base: str, tenant: Any, query: str = "") -> dict[str, Any]:
+    """A page of GET /apps/api/v1/chats that conforms, each chat's keys in their order."""
+    response = call(base, "GET", CHATS + (f"?{query}" if query else ""), headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    assert request_errors(response) == []
+    assert_conforms(response)
+    body = response.json()
+    assert list(body) == ["chats", "next_page_token"]
+    for chat in body["chats"]:
+        assert list(chat) == CHAT_KEYS
+    return dict(body)
+
+
+def test_chat_list_pages_conform_and_their_tokens_lead_through_them(
+    server: str,
+    tenant: Any,
+    post: Callable[..., requests.Response],
+    chat: Callable[..., requests.Response],
+) -> None:
+    assert chats_of(server, tenant) == {"chats": [], "next_page_token": None}
+    ended = opened(chat("PATCH", opened(post())["id"], FINISH))
+    assigned = opened(post({**SEED_BODY, "agentId": 1}))
+    other = opened(post({**SEED_BODY, "end_user_number": "+1 415-555-0101"}))
+    assert chats_of(server, tenant) == {
+        "chats": [other, assigned, ended],
+        "next_page_token": None,
+    }
+    pages, query = [], "limit=1"
+    while True:
+        one = chats_of(server, tenant, query)
+        pages.append(one["chats"])
+        if one["next_page_token"] is None:
+            break
+        query = f"limit=1&page_token={one['next_page_token']}"
+    assert pages == [[other], [assigned], [ended]]
+    filters = {
+        "status=active": [other, assigned],
+        "status=finished": [ended],
+        "status=queued": [],
+        "end_user_number=%28415%29%20555-0100": [assigned, ended],
+        "status=assigned&end_user_number=4155550100": [assigned],
+        "end_user_number=%2B82%202-312-3456": [],  # foreign: finds nothing
+    }
+    for query, chats in filters.items():
+        assert chats_of(server, tenant, query)["chats"] == chats, query
+
+
+def test_the_documented_list_examples_are_what_the_function_answers(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    ended_id = opened(
+        twilio_post(twilio_server, owner, end_user_number=consumer, outbound_number=to)
+    )["id"]
+    ended = call(twilio_server, "PATCH", f"{CHATS}/{ended_id}", FINISH, headers=owner.headers)
+    opened(ended)
+    for sender in (consumer, fresh("415")):
+        assert_conforms_twiml(post_reply(twilio_server, twilio, reply_form(twilio, to, sender)))
+
+    examples = _examples(documented_response(CHATS, "get", 200)["content"]["application/json"])
+    queued = chats_of(twilio_server, owner, "status=queued")
+    assert [shape(chat) for chat in queued["chats"]] == [
+        shape({**chat, "outbound_number": to}) for chat in examples["queued"]["chats"]
+    ]
+    assert queued["next_page_token"] is None
+    query = f"end_user_number={consumer.replace('+', '%2B')}&limit=1"
+    first = chats_of(twilio_server, owner, query)
+    [documented] = examples["firstOfTwoPages"]["chats"]
+    assert [shape(chat) for chat in first["chats"]] == [
+        shape({**documented, "outbound_number": to})
+    ]
+    assert first["next_page_token"] is not None
+    rest = chats_of(twilio_server, owner, f"{query}&page_token={first['next_page_token']}")
+    assert rest == {"chats": [opened(ended)], "next_page_token": None}
+
+
+def test_assigning_a_queued_session_conforms_as_documented(
+    twilio_server: str, twilio: TwilioStandIn, owner: Any, db: firestore.Client
+) -> None:
+    to, consumer = number_of(owner), fresh("415")
+    assert_conforms_twiml(post_reply(twilio_server, twilio, reply_form(twilio, to, consumer)))
+    chat_id = only_chat_id(db, owner)
+    assert [c["id"] for c in chats_of(twilio_server, owner, "status=queued")["chats"]] == [chat_id]
+
+    answer = call(
+        twilio_server, "PATCH", f"{CHATS}/{chat_id}", {"agentId": 1}, headers=owner.headers
+    )
+    assert request_errors(answer) == []
+    document = opened(answer)
+    assert list(document) == CHAT_KEYS
+    example = resolve(SPEC["components"]["examples"]["ChatAssigned"])["value"]
+    assert document["wait_duration"] >= 0
+    assert shape(document) == shape(
+        {**example, "outbound_number": to, "wait_duration": document["wait_duration"]}
+    )
+    assert chat_document(twilio_server, owner, chat_id) == document
+    assert chats_of(twilio_server, owner, "status=queued")["chats"] == []
+    assert chats_of(twilio_server, owner, "status=assigned")["chats"] == [document]
+
+    # The agent now sends on the session's behalf: the same session's document.
+    on_behalf = twilio_post(
+        twilio_server, owner, end_user_number=consumer, outbound_number=to, agentId=1
+    )
+    assert request_errors(on_behalf) == []
+    assert opened(on_behalf)["id"] == chat_id
+    assert len(twilio.sent_to(consumer)) == 1
+
+
+def test_each_documented_assigning_request_conforms(
+    post: Callable[..., requests.Response], chat: Callable[..., requests.Response]
+) -> None:
+    body = resolve(operation(CHAT_TEMPLATE, "patch")["requestBody"])["content"]
+    requests_ = {n: v for n, v in _examples(body["application/json"]).items() if "status" not in v}
+    assert len(requests_) >= 2
+    for n, (name, request) in enumerate(sorted(requests_.items())):
+        created = opened(post({**SEED_BODY, "end_user_number": f"+1 415-555-01{20 + n}"}))
+        answer = chat("PATCH", created["id"], request)
+        assert request_errors(answer) == [], name
+        document = opened(answer)
+        assert (document["status"], document["agent_info"]) == ("assigned", {"id": 1, **DEMO_AGENT})
+        assert [p["type"] for p in document["participants"]] == ["end_user", "agent"]
+
+
+class BadPatch(NamedTuple):
+    chat: str  # "open" (no agent), "ended" or "assigned"
+    body: Any
+    text: str  # the expected message
+    schema_refuses: bool  # whether the document's request schema can tell the body is wrong
+
+
+BAD_PATCHES = {
+    "agent_words": BadPatch("open", {"agentId": "one"}, errors.AGENT_INVALID, True),
+    "agent_boolean": BadPatch("open", {"agent_id": True}, errors.AGENT_INVALID, True),
+    "agents_disagree": BadPatch("open", {"agent_id": 1, "agentId": 2}, errors.AGENT_INVALID, False),
+    "agent_unknown": BadPatch("open", {"agentId": 99}, errors.AGENT_NOT_FOUND, False),
+    "email_unknown": BadPatch(
+        "open", {"agentEmail": "nobody@foo.com"}, errors.AGENT_NOT_FOUND, False
+    ),
+    "ended": BadPatch("ended", {"agentId": 1}, errors.CHAT_ALREADY_ENDED, False),
+    "ended_agent_unknown": BadPatch("ended", {"agentId": 99}, errors.AGENT_NOT_FOUND, False),
+    "assigned": BadPatch("assigned", {"agentId": 1}, errors.CHAT_ALREADY_ASSIGNED, False),
+    "assigned_by_email": BadPatch(
+        "assigned", {"agent_email": "JOHN.DOE@foo.com"}, errors.CHAT_ALREADY_ASSIGNED, False
+    ),
+    "both": BadPatch(
+        "open", {"status": "finished", "agentId": 1}, errors.STATUS_MUST_BE_FINISHED, True
+    ),
+    "neither": BadPatch("open", {"agentId": None}, errors.STATUS_MUST_BE_FINISHED, True),
+    "ended_status_open": BadPatch(
+        "ended", {"status": "open"}, errors.STATUS_MUST_BE_FINISHED, True
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PATCHES.values(), ids=BAD_PATCHES.keys())
+def test_each_patch_400_conforms_in_the_documented_order(
+    post: Callable[..., requests.Response], chat: Callable[..., requests.Response], case: BadPatch
+) -> None:
+    created = opened(post({**SEED_BODY, "agentId": 1} if case.chat == "assigned" else SEED_BODY))
+    if case.chat == "ended":
+        opened(chat("PATCH", created["id"], FINISH))
+    response = chat("PATCH", created["id"], case.body)
+    assert error_of(response) == (400, {"message": case.text})
+    assert_conforms(response)
+    assert bool(request_errors(response)) is case.schema_refuses, request_errors(response)
+
+
+def test_a_patch_naming_an_agent_of_an_unknown_or_foreign_chat_is_a_404_that_conforms(
+    post: Callable[..., requests.Response],
+    chat: Callable[..., requests.Response],
+    make_tenant: Callable[..., Any],
+) -> None:
+    chat_id = opened(post())["id"]
+    stranger = make_tenant(agents={1: dict(DEMO_AGENT)})
+    for response in (
+        chat("PATCH", chat_id + 1000, {"agentId": 1}),
+        chat("PATCH", chat_id + 1000, {"agentId": "one"}),
+        chat("PATCH", chat_id, {"agentId": 1}, headers=stranger.headers),
+    ):
+        assert error_of(response) == (404, {"message": "Not Found"})
+        assert_conforms(response)
+
+
+CHAT_LIST_QUERIES = [
+    BadQuery("status=open", errors.STATUS_INVALID, True),
+    BadQuery("status=ACTIVE", errors.STATUS_INVALID, True),
+    BadQuery("end_user_number=12345", errors.END_USER_NUMBER_INVALID, False),
+    BadQuery("end_user_number=not%20a%20number", errors.END_USER_NUMBER_INVALID, False),
+    BadQuery("limit=0", errors.LIMIT_INVALID, True),
+    BadQuery("limit=201", errors.LIMIT_INVALID, True),
+    BadQuery("limit=ten", errors.LIMIT_INVALID, True),
+    BadQuery("page_token=bad", errors.PAGE_TOKEN_INVALID, False),
+    BadQuery("page_token=MC5fX3hfXw", errors.PAGE_TOKEN_INVALID, False),  # "0.__x__"
+    BadQuery(
+        "status=open&end_user_number=12345&limit=0&page_token=bad", errors.STATUS_INVALID, True
+    ),
+    BadQuery("end_user_number=12345&limit=0&page_token=bad", errors.END_USER_NUMBER_INVALID, True),
+    BadQuery("limit=0&page_token=bad", errors.LIMIT_INVALID, True),
+    BadQuery(
+        "status=active&end_user_number=%2B82%202-312-3456&page_token=bad",
+        errors.PAGE_TOKEN_INVALID,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CHAT_LIST_QUERIES, ids=[c.query for c in CHAT_LIST_QUERIES])
+def test_each_chat_list_400_conforms_in_the_documented_order(
+    server: str, post: Callable[..., requests.Response], tenant: Any, case: BadQuery
+) -> None:
+    opened(post())
+    response = call(server, "GET", f"{CHATS}?{case.query}", headers=tenant.headers)
+    assert error_of(response) == (400, {"message": case.text})
+    assert_conforms(response)
+    assert bool(request_errors(response)) is case.schema_refuses, request_errors(response)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"Authorization": "Bearer abc"}, "wrong-token", "unknown-tenant"],
+    ids=["none", "bearer", "wrong_token", "unknown_tenant"],
+)
+def test_401_of_the_chat_list_conforms_before_its_query_is_judged(
+    server: str, tenant: Any, credentials: Any
+) -> None:
+    if credentials == "wrong-token":
+        credentials = basic(tenant.id, "not-the-token")
+    elif credentials == "unknown-tenant":
+        credentials = basic("no-such-tenant", tenant.token)
+    response = call(server, "GET", f"{CHATS}?status=open", headers=credentials)
+    assert error_of(response) == (401, {"message": "Unauthorized"})
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="sms"'
+    assert_conforms(response)
+    assert request_errors(response) != []  # status=open breaks it, as no Basic does
+
+
+def test_413_of_the_chat_list_conforms(server: str, tenant: Any) -> None:
+    data = json.dumps({"pad": "p" * LIMIT}).encode()
+    response = call(server, "GET", CHATS, data=data, headers=tenant.headers)
+    assert error_of(response) == (413, {"message": "request body is too large"})
+    assert_conforms(response)
+
+
 # ---- live answers: 503 ------------------------------------------------------------------
 
 
@@ -2022,6 +2605,9 @@ def server_without_firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ("GET", f"{CHATS}/1", None),
         ("PATCH", f"{CHATS}/1", FINISH),
         ("GET", f"{CHATS}/1/messages", None),
+        ("GET", CHATS, None),
+        ("PATCH", f"{CHATS}/1", {"agentId": 1}),
+        ("GET", EVENTS_PATH, None),
     ],
 )
 def test_503_conforms(server_without_firestore: str, method: str, path: str, body: Any) -> None:
