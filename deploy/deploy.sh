@@ -33,7 +33,7 @@ Deploys the Outbound SMS API to a Google Cloud project with gcloud, as the accou
      (messages to settle, held messages now due, sessions idle past their timeout, events
      not yet dispatched), GET /apps/api/v1/chats (newest first, by status and/or number)
      and GET /apps/api/v1/events (by type); TTL policies on idempotency_keys,
-     request_counts, events (30 days), deliveries and webhook_attempts; deploy/README.md
+     request_counts, events (30 days, with their deliveries) and webhook_attempts; deploy/README.md
      lists each index and the query it serves;
   4. creates five service accounts unless they exist: the API function's, the sweeper
      function's, the one Cloud Scheduler calls the sweeper as, the events function's, and

@@ -1068,7 +1068,7 @@ def test_dry_run_applies_the_indexes_of_the_events_the_chats_and_the_held_messag
         (c[5], c[6]): c[7:]
         for c in starting(commands, "gcloud", "firestore", "indexes", "fields", "update")
     }
-    for group in ("events", "deliveries", "webhook_attempts"):
+    for group in ("events", "webhook_attempts"):
         target = ("expires_at", f"--collection-group={group}")
         assert ttls[target] == ["--enable-ttl", *where]
         assert exempt[target] == ["--disable-indexes", *where]
