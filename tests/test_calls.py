@@ -1,4 +1,4 @@
-"""The Firestore calls each kind of request makes, counted exactly (issue: fewer round trips).
+"""The Firestore calls each kind of request makes, counted exactly, against each kind's target.
 
 Every gRPC method of the Firestore client the function uses is wrapped with a counter; real
 requests of each kind are then served, on a warm instance, and the calls they made are
@@ -30,7 +30,7 @@ from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
 from sms.repository import FirestoreStore
 
-REQUESTS = 20  # of each kind, as the issue counted them
+REQUESTS = 20  # of each kind
 
 
 @dataclass
@@ -196,7 +196,7 @@ def reading_a_transcript(counted: Counted) -> Callable[[int], flask.Response]:
     return lambda n: counted.request("GET", path)
 
 
-# The issue's table: each kind and its target.
+# Each kind and its target: the calls it may make at most.
 KINDS = {
     "open a session (agent by id)": Kind(opening, 200, 4),
     "open a session with Idempotency-Key": Kind(opening_with_a_key, 200, 6),
