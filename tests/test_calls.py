@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import flask
 import pytest
 from google.cloud import firestore
+from google.cloud.pubsub_v1 import PublisherClient
 
 from conftest import PROJECT, SEED_BODY, SMS_PATH, Tenant
 from sms import admission, bootstrap, errors, reach
@@ -28,6 +29,7 @@ from sms.cache import TtlCache
 from sms.carriers.log import LogCarrier
 from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
+from sms.events.pubsub import PubSubTransport
 from sms.repository import FirestoreStore
 
 REQUESTS = 20  # of each kind
@@ -41,6 +43,7 @@ class Counted:
     calls: Counter[str]
     tenant: Tenant
     app: flask.Flask
+    publications: Counter[str]
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -54,6 +57,7 @@ class Counted:
         """Serve REQUESTS requests of a kind; the calls they made by method, per request."""
         serve = kind.prepare(self)
         self.calls.clear()
+        self.publications.clear()
         for n in range(REQUESTS):
             answer = serve(n)
             assert answer.status_code == kind.status, answer.get_json()
@@ -89,17 +93,41 @@ def count_calls(client: firestore.Client) -> Counter[str]:
     return calls
 
 
+class CountedTransport:
+    """Pub/Sub on the emulator, each publication counted (SPEC 10.7: one per request that
+    commits events, however many it commits)."""
+
+    name = "pubsub"
+
+    def __init__(self, project: str, topic: str) -> None:
+        self._transport = PubSubTransport(project, topic)
+        self.publications: Counter[str] = Counter()
+
+    def publish(self, refs: dict[str, list[str]], timeout: float) -> bool:
+        self.publications["Publish"] += 1
+        return self._transport.publish(refs, timeout)
+
+
 @pytest.fixture
-def counted(emulator_host: str, db: firestore.Client) -> Counted:
+def counted(
+    emulator_host: str,
+    pubsub_host: str,
+    db: firestore.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Counted:
     settings = Settings(project=PROJECT, config_cache_seconds=5)
     client = firestore.Client(project=PROJECT)
     store = FirestoreStore(client, settings)
     calls = count_calls(client)
-    api = Api(bootstrap.build(settings, store=store, carrier=LogCarrier()))
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+    topic = f"calls-{uuid.uuid4().hex[:10]}"
+    PublisherClient().create_topic(request={"name": f"projects/{PROJECT}/topics/{topic}"})
+    transport = CountedTransport(PROJECT, topic)
+    api = Api(bootstrap.build(settings, store=store, carrier=LogCarrier(), transport=transport))
     api.signed_in = frozen_cache()
     tenant = Tenant(id=f"t{uuid.uuid4().hex[:16]}", agents={1: dict(DEMO_AGENT)})
     tenant.write(db)
-    counted = Counted(api, calls, tenant, flask.Flask(__name__))
+    counted = Counted(api, calls, tenant, flask.Flask(__name__), transport.publications)
     # A warm instance: it has signed the tenant in and holds blocks of ids.
     for n in range(3):
         warm = {**SEED_BODY, "end_user_number": f"+1415555{9000 + n}", "agentId": 1}
@@ -128,6 +156,7 @@ class Kind:
     status: int
     target: int  # calls per request, the carrier's status write included
     message: str | None = None
+    publishes: int = 0  # Pub/Sub publications per request: one where it commits events
 
 
 def opening(counted: Counted) -> Callable[[int], flask.Response]:
@@ -198,11 +227,11 @@ def reading_a_transcript(counted: Counted) -> Callable[[int], flask.Response]:
 
 # Each kind and its target: the calls it may make at most.
 KINDS = {
-    "open a session (agent by id)": Kind(opening, 200, 4),
-    "open a session with Idempotency-Key": Kind(opening_with_a_key, 200, 6),
+    "open a session (agent by id)": Kind(opening, 200, 4, publishes=1),
+    "open a session with Idempotency-Key": Kind(opening_with_a_key, 200, 6, publishes=1),
     # The session's read and commit, and no carrier: no status write after it.
-    "open a session that is held": Kind(held, 200, 3),
-    "send on an agent's behalf": Kind(on_behalf, 200, 4),
+    "open a session that is held": Kind(held, 200, 3, publishes=1),
+    "send on an agent's behalf": Kind(on_behalf, 200, 4, publishes=1),
     "refused: consumer busy": Kind(busy, 400, 1, errors.ACTIVE_SESSION),
     "refused by validation": Kind(invalid, 400, 0, errors.END_USER_NUMBER_INVALID),
     "GET a chat": Kind(reading_a_chat, 200, 1),
@@ -217,6 +246,18 @@ def test_each_kind_of_request_makes_at_most_its_target_of_calls(
     calls = counted.per_request(KINDS[name])
 
     assert total(calls) <= KINDS[name].target, calls
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_request_that_commits_events_publishes_once_and_others_never(
+    counted: Counted, name: str
+) -> None:
+    """Opening a session commits chat.created, then message.sent with the carrier's answer:
+    two events, two commits, one publication. A refusal or a read publishes nothing."""
+    kind = KINDS[name]
+    counted.per_request(kind)
+
+    assert counted.publications["Publish"] / REQUESTS == kind.publishes, counted.publications
 
 
 def test_opening_a_session_commits_twice(counted: Counted) -> None:
