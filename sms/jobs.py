@@ -47,14 +47,17 @@ def sweep_report(swept: Swept) -> dict[str, Any]:
 class Jobs:
     """The sms_sweeper and sms_events targets, on an app built by sms.bootstrap."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, sweep_deadline_seconds: float = SWEEP_DEADLINE_SECONDS) -> None:
         self._app = app
+        self._sweep_deadline_seconds = sweep_deadline_seconds
         settings = app.settings
         self.entry = web.Entry(settings.project, settings.request_deadline_seconds, app.outbox)
 
     def sweep(self, request: flask.Request) -> flask.Response:
         """POST: one sweep, answered with what it settled."""
-        return self.entry.answer(request, lambda: self._sweep(request), SWEEP_DEADLINE_SECONDS)
+        return self.entry.answer(
+            request, lambda: self._sweep(request), self._sweep_deadline_seconds
+        )
 
     def _sweep(self, request: flask.Request) -> flask.Response:
         if request.method != "POST":

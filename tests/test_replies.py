@@ -393,7 +393,21 @@ def test_an_opt_in_keyword_lifts_the_opt_out(
     )
 
 
-@pytest.mark.parametrize("text", ["STOP please", "stopp", "don't stop", "STO P"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP please",
+        "stopp",
+        "don't stop",
+        "STO P",
+        # Keywords are matched in ASCII only, as Twilio matches them, though Python upper-cases
+        # a long s, an st ligature and a dotless i into STOP and QUIT.
+        "\u017ftop",
+        "\ufb06op",
+        "qu\u0131t",
+        "\uff33\uff34\uff2f\uff30",  # STOP in fullwidth letters
+    ],
+)
 def test_a_reply_that_only_contains_a_keyword_changes_nothing(
     twilio_server: str, standin: TwilioStandIn, tenant: Tenant, db: firestore.Client, text: str
 ) -> None:
