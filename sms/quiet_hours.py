@@ -55,6 +55,7 @@ def _nanp_wide_zones() -> tuple[str, ...]:
 
     return tuple(TIMEZONE_DATA.get(str(_NANP_COUNTRY_CODE), ()))
 
+
 _STATE_CODES = {
     "AL": "Alabama",
     "AK": "Alaska",
