@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.protobuf import duration_pb2
 
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 10, 600
@@ -36,8 +36,8 @@ def push_events(
 ) -> str:
     """Create the topic and a push subscription to ``push_url`` (sms_events's URL), unless
     they exist; the subscription's path."""
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    publisher = PublisherClient()
+    subscriber = SubscriberClient()
     topic_path = publisher.topic_path(project, topic)
     subscription_path: str = subscriber.subscription_path(project, subscription or f"{topic}-push")
     with contextlib.suppress(gexc.AlreadyExists):
