@@ -308,6 +308,27 @@ def test_the_module_runs_as_a_program_and_explains_itself_at_every_level(
     assert json.loads(done.stdout)["tenant"] == name
 
 
+def test_a_reader_that_stops_reading_ends_the_program_without_a_traceback(
+    emulator_host: str,
+) -> None:
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": PROJECT}
+    command = ["tenants", "create", f"op{uuid.uuid4().hex[:12]}"]
+    reader, writer = os.pipe()
+    os.close(reader)  # as `| head` does once it has its lines: every write now fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sms.admin", *command],
+            cwd=ROOT, env=env, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipeError" not in done.stderr
+
+
 def test_opt_outs_are_added_listed_honoured_and_removed(
     admin: Admin, name: str, app_client: Any
 ) -> None:
