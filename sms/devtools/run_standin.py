@@ -79,8 +79,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"Cannot serve on port {args.port} ({exc}): pass --port.", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+    # Ctrl-C too: a shell that starts it in the background has it ignore SIGINT otherwise.
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _stop)
     try:
         show_activity()
         exports = " ".join(
@@ -95,8 +96,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             flush=True,
         )
         signal.pause()
-    except KeyboardInterrupt:
-        pass
     finally:
         standin.stop()
         print("\nStopped the Twilio stand-in.", flush=True)
