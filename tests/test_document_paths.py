@@ -30,7 +30,15 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from twilio_standin import sign
 
-from conftest import PROJECT, SEED_BODY, SMS_PATH, MovableClock, Tenant, in_process
+from conftest import (
+    PROJECT,
+    SEED_BODY,
+    SMS_PATH,
+    MovableClock,
+    Tenant,
+    examples,
+    in_process,
+)
 from sms import bootstrap, errors
 from sms.config import Settings
 from sms.devtools.seed import DEMO_AGENT
@@ -65,7 +73,7 @@ FUZZ = settings(
 
 
 def fuzz(max_examples: int) -> settings:
-    return settings(FUZZ, max_examples=max_examples)
+    return settings(FUZZ, max_examples=examples(max_examples))
 
 
 # ---- what Firestore refuses, or reads as a nested path ---------------------------------------

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CHAT_KEYS, SEED_BODY, SMS_PATH, basic
+from conftest import CHAT_KEYS, SEED_BODY, SMS_PATH, basic, examples
 from sms import errors
 from sms.devtools.seed import DEMO_AGENT
 
@@ -55,7 +55,7 @@ FUZZ = settings(
 
 
 def fuzz(max_examples: int) -> settings:
-    return settings(FUZZ, max_examples=max_examples)
+    return settings(FUZZ, max_examples=examples(max_examples))
 
 
 # ---- helpers ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import schemathesis.cli
 from google.cloud import firestore
 from schemathesis.core import NotSet
 
-from conftest import ROOT, Tenant
+from conftest import ROOT, Tenant, examples
 from sms.devtools.seed import DEMO_AGENT
 
 SEED = 1
@@ -83,7 +83,7 @@ def test_schemathesis_finds_no_failure_with_every_check(
     command = [
         sys.executable, __file__, "--config-file", str(CONFIG),
         "run", str(DOCUMENT), "--url", server,
-        "--checks", "all", "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES),
+        "--checks", "all", "--seed", str(SEED), "--max-examples", str(examples(MAX_EXAMPLES)),
         "--workers", "1", "--request-timeout", "30", "--no-color",
     ]  # fmt: skip
     env = {

@@ -17,7 +17,7 @@ from google.cloud import firestore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED_BODY, SMS_PATH, Tenant
+from conftest import SEED_BODY, SMS_PATH, Tenant, examples
 from sms import tenants
 from sms.devtools.seed import DEMO_AGENT
 
@@ -141,7 +141,7 @@ documents = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
