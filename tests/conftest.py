@@ -28,6 +28,7 @@ import werkzeug.exceptions
 import werkzeug.routing
 import werkzeug.serving
 from google.cloud import firestore
+from hypothesis import HealthCheck, settings
 from twilio_standin import TwilioStandIn
 
 from sms import bootstrap, web
@@ -50,6 +51,25 @@ EXAMPLES_SHARE = float(os.environ.get("SMS_TEST_EXAMPLES_SHARE", "1"))
 def examples(count: int) -> int:
     """How many examples a property test that asks for ``count`` tries in this pass."""
     return max(10, round(count * EXAMPLES_SHARE))
+
+
+# The property tests' settings: no per-example deadline (they call real servers), checks that
+# a slow emulator or large inputs would trip turned off, and nothing kept between runs.
+_FUZZ = settings(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+    database=None,
+)
+
+
+def fuzz(max_examples: int) -> settings:
+    """Settings for a property test of ``max_examples`` (this pass's share of them)."""
+    return settings(_FUZZ, max_examples=examples(max_examples))
 
 
 # The keys of the chat document and its parts, in the order of SPEC section 5.

@@ -26,7 +26,7 @@ from typing import Any
 import flask
 import pytest
 from google.cloud import firestore
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 from twilio_standin import sign
 
@@ -36,7 +36,7 @@ from conftest import (
     SMS_PATH,
     MovableClock,
     Tenant,
-    examples,
+    fuzz,
     in_process,
 )
 from sms import bootstrap, errors
@@ -59,22 +59,6 @@ EVENT_ID = re.compile(r"evt_[0-9a-f]{32}")
 KEY_ID = re.compile(r"[0-9a-f]{64}")
 CHAT_ID = re.compile(r"[1-9][0-9]*")
 MAX_ID = 2**63 - 1
-
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-    database=None,
-)
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples(max_examples))
-
 
 # ---- what Firestore refuses, or reads as a nested path ---------------------------------------
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import phonenumbers
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from conftest import CHAT_KEYS, SEED_BODY, SMS_PATH, basic, examples
+from conftest import CHAT_KEYS, SEED_BODY, SMS_PATH, basic, fuzz
 from sms import errors
 from sms.devtools.seed import DEMO_AGENT
 
@@ -41,22 +41,6 @@ TIME_KEYS = ("created_at", "assigned_at", "queued_at", "ends_at", "connected_at"
 NOT_FOUND = "Not Found"
 CHATS_PATH = "/apps/api/v1/chats"
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
-
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-    database=None,
-)
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples(max_examples))
-
 
 # ---- helpers ----------------------------------------------------------------------------
 
